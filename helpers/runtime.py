@@ -1,0 +1,100 @@
+"""Where a run happens: seed, device, profile and folders.
+
+This is the only module of the package that reads environment variables; everything else
+gets device, paths and seeds passed in. A notebook calls `setup()` once and passes what it
+returns along.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+PROFILES = ("full", "ci")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    profile: str  # "full" (the real experiment) or "ci" (tiny subsets, seconds on a CPU)
+    data_dir: Path  # where datasets are found or downloaded to
+    output_dir: Path  # where checkpoints and result records go
+    seed: int
+
+    @property
+    def ci(self) -> bool:
+        return self.profile == "ci"
+
+    def pick(self, *, full, ci):
+        """The value for this profile: `rt.pick(full=60, ci=1)`."""
+        return ci if self.ci else full
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (every device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    """CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def default_data_dir() -> Path:
+    """`COURSE_DATA_DIR`, else the repository's `data/` folder."""
+    return Path(os.environ.get("COURSE_DATA_DIR") or REPO_ROOT / "data").expanduser().resolve()
+
+
+def default_output_dir(profile: str) -> Path:
+    """`COURSE_OUTPUT_DIR`, else `runs/<profile>` in the repository."""
+    return Path(os.environ.get("COURSE_OUTPUT_DIR") or REPO_ROOT / "runs" / profile).expanduser().resolve()
+
+
+def setup(seed: int = 0, *, profile: str | None = None, data_dir: str | Path | None = None,
+          output_dir: str | Path | None = None, verbose: bool = True) -> Runtime:
+    """Seed everything, pick the device, read the profile and folders, and say what was chosen.
+
+    Keyword arguments override the environment (`COURSE_PROFILE`, `COURSE_DATA_DIR`,
+    `COURSE_OUTPUT_DIR`).
+    """
+    profile = profile or os.environ.get("COURSE_PROFILE") or "full"
+    if profile not in PROFILES:
+        raise ValueError(f"COURSE_PROFILE={profile!r} is not a profile; use one of {PROFILES}")
+    seed_everything(seed)
+    device = pick_device()
+    if device.type == "cuda":
+        # TF32 matmuls and cuDNN autotuning: free speed on Ampere and newer, harmless on a T4.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    rt = Runtime(
+        device=device,
+        profile=profile,
+        data_dir=Path(data_dir).expanduser().resolve() if data_dir else default_data_dir(),
+        output_dir=Path(output_dir).expanduser().resolve() if output_dir else default_output_dir(profile),
+        seed=seed,
+    )
+    if verbose:
+        print(f"device: {device_name(device)} | torch {torch.__version__} | torchvision "
+              f"{torchvision.__version__} | profile: {profile} | data: {rt.data_dir} | seed: {seed}")
+    return rt
