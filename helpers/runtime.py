@@ -19,6 +19,12 @@ PROFILES = ("full", "ci")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def project_root() -> Path:
+    """The course checkout when the package runs from one (pip install -e), else the working folder
+    (e.g. /content on Colab, where the package is installed into site-packages)."""
+    return REPO_ROOT if (REPO_ROOT / "notebooks").is_dir() else Path.cwd()
+
+
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
@@ -61,13 +67,13 @@ def device_name(device: torch.device) -> str:
 
 
 def default_data_dir() -> Path:
-    """`COURSE_DATA_DIR`, else the repository's `data/` folder."""
-    return Path(os.environ.get("COURSE_DATA_DIR") or REPO_ROOT / "data").expanduser().resolve()
+    """`COURSE_DATA_DIR`, else `data/` of the course checkout (or of the working folder)."""
+    return Path(os.environ.get("COURSE_DATA_DIR") or project_root() / "data").expanduser().resolve()
 
 
 def default_output_dir(profile: str) -> Path:
     """`COURSE_OUTPUT_DIR`, else `runs/<profile>` in the repository."""
-    return Path(os.environ.get("COURSE_OUTPUT_DIR") or REPO_ROOT / "runs" / profile).expanduser().resolve()
+    return Path(os.environ.get("COURSE_OUTPUT_DIR") or project_root() / "runs" / profile).expanduser().resolve()
 
 
 def setup(seed: int = 0, *, profile: str | None = None, data_dir: str | Path | None = None,

@@ -1,0 +1,51 @@
+"""Headline figures: each notebook records its own, the course runner gathers them into one table.
+
+A record always carries what produced it (device, profile, seed, and whatever the notebook adds,
+e.g. epochs and data), so no figure in the table is separated from its provenance.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .runtime import Runtime, device_name
+
+
+def record(rt: Runtime, notebook: str, experiment: str, **figures) -> dict:
+    """Add (or replace) one row of `notebook`'s results in `rt.output_dir/results/<notebook>.json`."""
+    row = {"notebook": notebook, "experiment": experiment, **figures,
+           "device": device_name(rt.device), "profile": rt.profile, "seed": rt.seed}
+    folder = rt.output_dir / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / f"{notebook}.json"
+    rows = json.loads(file.read_text()) if file.exists() else []
+    rows = [r for r in rows if r["experiment"] != experiment] + [row]
+    file.write_text(json.dumps(rows, indent=1, default=float))
+    return row
+
+
+def collect(output_dir: str | Path) -> list[dict]:
+    """Every recorded row under `output_dir/results`, notebooks in order."""
+    rows = []
+    for file in sorted((Path(output_dir) / "results").glob("*.json")):
+        rows += json.loads(file.read_text())
+    return rows
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{100 * value:.2f}%" if 0 <= value <= 1 else f"{value:,.1f}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """Rows as a Markdown table; floats in [0, 1] print as percentages."""
+    if not rows:
+        return "(no results recorded)"
+    if columns is None:
+        columns = []
+        for r in rows:
+            columns += [k for k in r if k not in columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

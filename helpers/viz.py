@@ -1,0 +1,85 @@
+"""Plots. The only module that draws; everything it shows comes in as plain data."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def plot_history(history: list[dict], *, metrics=("loss", "accuracy"), title: str = "", axes=None):
+    """Training and validation curves per epoch: one panel per metric (`val_<metric>` drawn beside it).
+
+    Accuracy panels also look for the validation key `val_top1`.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+        axes = axes[0]
+    epochs = [r["epoch"] for r in history]
+    for ax, name in zip(axes, metrics):
+        if name in history[0]:
+            ax.plot(epochs, [r[name] for r in history], marker=".", label=f"train {name}")
+        for key in (f"val_{name}",) + (("val_top1",) if name == "accuracy" else ()):
+            if key in history[0]:
+                ax.plot(epochs, [r[key] for r in history], marker=".", label=key.replace("_", " "))
+                break
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        axes[0].figure.suptitle(title)
+    axes[0].figure.tight_layout()
+    return axes
+
+
+def plot_confusion(confusion: np.ndarray, classes, *, normalize: bool = True, title: str = "", ax=None):
+    """A heatmap of the confusion matrix (rows: true class, columns: prediction), rows as fractions."""
+    import seaborn as sns
+    cm = np.asarray(confusion, dtype=float)
+    if normalize:
+        cm = cm / np.clip(cm.sum(axis=1, keepdims=True), 1, None)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * len(classes) + 2, 0.6 * len(classes) + 1.5))
+    sns.heatmap(cm, annot=len(classes) <= 20, fmt=".2f" if normalize else "g", cmap="Blues",
+                xticklabels=classes, yticklabels=classes, cbar=False, ax=ax, square=True)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or ("confusion matrix (each row sums to 1)" if normalize else "confusion matrix"))
+    return ax
+
+
+def show_images(images: torch.Tensor, labels=None, classes=None, *, predictions=None, ncols: int = 8,
+                size: float = 1.4, title: str = ""):
+    """A grid of uint8 images (N×C×H×W) captioned with labels, and predictions when given (red when wrong)."""
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * (predictions is not None)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = images[i].detach().cpu()
+        ax.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if img.shape[0] == 1 else None)
+
+        def name(k):
+            return classes[int(k)] if classes is not None else str(int(k))
+        caption = name(labels[i]) if labels is not None else ""
+        color = "black"
+        if predictions is not None:
+            caption = f"{caption}\n→ {name(predictions[i])}"
+            color = "green" if labels is not None and int(predictions[i]) == int(labels[i]) else "red"
+        ax.set_title(caption, fontsize=8, color=color)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_balance(counts, classes, *, title: str = "images per class", ax=None):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 2.5))
+    ax.bar(range(len(classes)), np.asarray(counts))
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_title(title)
+    return ax
