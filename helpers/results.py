@@ -32,14 +32,19 @@ def collect(output_dir: str | Path) -> list[dict]:
     return rows
 
 
-def _cell(value) -> str:
+PERCENT_WORDS = ("accuracy", "top1", "top5", "reported", "precision", "recall")
+
+
+def _cell(column: str, value) -> str:
     if isinstance(value, float):
-        return f"{100 * value:.2f}%" if 0 <= value <= 1 else f"{value:,.1f}"
+        if any(w in column for w in PERCENT_WORDS):
+            return f"{100 * value:.2f}%"
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
     return "" if value is None else str(value)
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """Rows as a Markdown table; floats in [0, 1] print as percentages."""
+    """Rows as a Markdown table; accuracy-like columns print as percentages."""
     if not rows:
         return "(no results recorded)"
     if columns is None:
@@ -47,5 +52,5 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
         for r in rows:
             columns += [k for k in r if k not in columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(c, r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
