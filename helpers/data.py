@@ -212,13 +212,13 @@ def _read_tiny_official(base: Path, split: str, verbose: bool) -> ImageData:
 
 # ----------------------------------------------------------------------------- official downloads
 
-def _no_download(name: str, split: str, searched: list[Path], reason: str) -> DatasetNotFoundError:
+def _no_download(name: str, split: str, root: Path, searched: list[Path], reason: str) -> DatasetNotFoundError:
     layout = {"cifar10": "cifar10/{train,test}/<class>/*.png|jpg",
               "stl10": "stl10/{train,test}/<class>/*, stl10/unlabeled/*",
               "tiny-imagenet": "tiny-imagenet-200/{wnids.txt,words.txt,train/<wnid>/images,val/...} "
                                "or tiny-imagenet/{train,val}/<wnid>/*"}[name]
     hint = ""
-    standin = searched[0].parent / "stl10-standin"
+    standin = root / "stl10-standin"
     if name == "stl10" and standin.is_dir():
         hint = (f"\nA stand-in (not STL-10) is at {standin}: load('stl10', {split!r}, folder='stl10-standin') "
                 "reads it, and says so.")
@@ -259,7 +259,7 @@ def _download_official(name: str, split: str, root: Path, searched: list[Path]):
     except (urllib.error.URLError, OSError, RuntimeError) as err:
         if isinstance(err, DatasetNotFoundError):
             raise
-        raise _no_download(name, split, searched, f"{type(err).__name__}: {err}") from None
+        raise _no_download(name, split, root, searched, f"{type(err).__name__}: {err}") from None
 
 
 # ----------------------------------------------------------------------------- cache
@@ -348,7 +348,7 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
 
     if reader == "download":
         if not download:
-            raise _no_download(name, split, searched, "download=False")
+            raise _no_download(name, split, root, searched, "downloading is switched off (download=False)")
         if name == "tiny-imagenet":
             _download_official(name, split, root, searched)
             return load(name, split, root, download=False, cache=cache, verbose=verbose)

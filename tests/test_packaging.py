@@ -1,0 +1,55 @@
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import results, runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    conda = [line.strip()[2:].strip() for line in (ROOT / "environment.yml").read_text().splitlines()
+             if line.strip().startswith("- ") and line.startswith("      ")]  # the pip: section
+    listed = {c for c in conda if c != "-e ."}
+    assert listed == wanted
+    assert not any("==" in r for r in wanted if _name(r) in ("torch", "torchvision")), "never pin torch for users"
+
+
+def test_setup_reads_the_profile_and_folders_and_says_what_it_chose(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("COURSE_PROFILE", "ci")
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
+    rt = runtime.setup(seed=7)
+    line = capsys.readouterr().out
+    assert rt.profile == "ci" and rt.ci and rt.data_dir == tmp_path / "d" and rt.output_dir.name == "ci"
+    assert rt.device.type in ("cpu", "cuda", "mps")
+    for part in ("torch " + torch.__version__, "profile: ci", str(tmp_path / "d"), "seed: 7"):
+        assert part in line
+    assert rt.pick(full=60, ci=1) == 1
+    a = torch.rand(3)
+    runtime.setup(seed=7, verbose=False)
+    assert torch.equal(a, torch.rand(3))  # the same seed, the same draws
+    monkeypatch.setenv("COURSE_PROFILE", "fast")
+    with pytest.raises(ValueError, match="COURSE_PROFILE='fast'"):
+        runtime.setup()
+
+
+def test_results_are_recorded_with_provenance_and_tabulated(tmp_path):
+    rt = runtime.setup(profile="ci", output_dir=tmp_path, verbose=False)
+    results.record(rt, "01_x", "recipe a", test_accuracy=0.5, epochs=3, s_per_epoch=0.25)
+    results.record(rt, "01_x", "recipe a", test_accuracy=0.75, epochs=3, s_per_epoch=0.25)  # replaces
+    results.record(rt, "02_y", "recipe b", test_accuracy=0.9)
+    rows = results.collect(tmp_path)
+    assert [r["experiment"] for r in rows] == ["recipe a", "recipe b"]
+    assert rows[0]["profile"] == "ci" and rows[0]["device"] and rows[0]["seed"] == 0
+    table = results.markdown_table(rows)
+    assert "75.00%" in table and "0.25" in table and "25.00%" not in table
