@@ -41,7 +41,7 @@ def execute(notebook: Path, out_dir: Path, timeout: int | None) -> tuple[bool, f
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as err:
-        error = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        error = f"{err.ename}: {err.evalue}"
     except Exception as err:  # a dead kernel, a timeout: report it and go on with the next notebook
         error = f"{type(err).__name__}: {err}"
     nbformat.write(nb, out_dir / notebook.name)

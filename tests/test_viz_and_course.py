@@ -1,0 +1,57 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from nbformat.v4 import new_code_cell, new_notebook  # noqa: E402
+
+from helpers import course, viz  # noqa: E402
+
+
+def test_history_plot_draws_train_and_validation_curves():
+    history = [{"epoch": e, "loss": 1.0 / e, "accuracy": 0.1 * e, "val_loss": 1.2 / e, "val_top1": 0.09 * e}
+               for e in range(1, 4)]
+    axes = viz.plot_history(history)
+    labels = [[line.get_label() for line in ax.get_lines()] for ax in axes]
+    assert labels == [["train loss", "val loss"], ["train accuracy", "val top1"]]
+    np.testing.assert_allclose(axes[1].get_lines()[1].get_ydata(), [0.09, 0.18, 0.27])
+    plt.close("all")
+
+
+def test_confusion_heatmap_has_class_names_and_normalised_rows():
+    ax = viz.plot_confusion(np.array([[3, 1], [0, 4]]), ["cat", "dog"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog"]
+    assert [t.get_text() for t in ax.texts] == ["0.75", "0.25", "0.00", "1.00"]
+    plt.close("all")
+
+
+def test_image_grid_marks_wrong_predictions():
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    fig = viz.show_images(images, [0, 1, 1], ["cat", "dog"], predictions=[0, 0, 1], ncols=3)
+    titles = [ax.title for ax in fig.axes[:3]]
+    assert [t.get_text() for t in titles] == ["cat\n→ cat", "dog\n→ cat", "dog\n→ dog"]
+    assert [t.get_color() for t in titles] == ["green", "red", "green"]
+    plt.close("all")
+
+
+def test_course_runner_executes_notebooks_and_gathers_their_results(tmp_path, monkeypatch, capsys):
+    (tmp_path / "notebooks").mkdir()
+    good = new_notebook(cells=[new_code_cell(
+        "from helpers.runtime import setup\nfrom helpers.results import record\n"
+        "rt = setup(3)\nrecord(rt, '01_toy', 'a recipe', test_accuracy=0.5)")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    bad = new_notebook(cells=[new_code_cell("raise ValueError('broken on purpose')")], metadata=good.metadata)
+    nbformat.write(good, tmp_path / "notebooks" / "01_toy.ipynb")
+    nbformat.write(bad, tmp_path / "notebooks" / "02_bad.ipynb")
+    monkeypatch.setattr(course, "project_root", lambda: tmp_path)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    status = course.run("ci", tmp_path / "out", None, timeout=120)
+    out = capsys.readouterr().out
+    assert status == 1  # one notebook failed, and the run says so
+    assert "FAILED: ValueError: broken on purpose" in out
+    assert "| 01_toy | a recipe | 50.00% |" in out and "| ci | 3 |" in out
+    executed = nbformat.read(tmp_path / "out" / "01_toy.ipynb", as_version=4)
+    assert "profile: ci" in executed.cells[0].outputs[0]["text"]
+    assert course.run("ci", tmp_path / "out2", ["01"], timeout=120) == 0
