@@ -371,10 +371,8 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
             if reader == "tiny":
                 data = _read_tiny_official(tiny_dir, split, verbose)
             else:
-                classes = official
-                if name == "tiny-imagenet" and (tiny_dir / "words.txt").exists():
-                    classes = None  # folder names (WordNet ids) in sorted order
-                data = read_image_folder(class_dir, classes=classes, size=size,
+                # CIFAR-10 and STL-10 in their official order; Tiny ImageNet's WordNet ids sorted
+                data = read_image_folder(class_dir, classes=official, size=size,
                                          labeled=(split != "unlabeled"), verbose=verbose)
                 if name == "tiny-imagenet":
                     data.class_ids = data.classes
