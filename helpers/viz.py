@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import torch
 
@@ -23,6 +24,10 @@ def plot_history(history: list[dict], *, metrics=("loss", "accuracy"), title: st
                 ax.plot(epochs, [r[key] for r in history], marker=".", label=key.replace("_", " "))
                 break
         ax.set_xlabel("epoch")
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
