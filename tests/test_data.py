@@ -175,3 +175,18 @@ def test_real_cifar10_statistics_match_the_presets(cifar_test):
     std = x.permute(1, 0, 2, 3).reshape(3, -1).std(dim=1)
     torch.testing.assert_close(mean, torch.tensor(data.STATS["cifar10"][0]), atol=0.01, rtol=0)
     torch.testing.assert_close(std, torch.tensor(data.STATS["cifar10"][1]), atol=0.01, rtol=0)
+
+
+def test_real_stl10_stand_in_and_tiny_imagenet(data_dir):
+    """Oracle: the data pack's documented sizes, class order and boxes."""
+    stl = data.load("stl10", "train", data_dir, folder="stl10-standin", verbose=False)
+    assert stl.images.shape == (5000, 3, 96, 96) and stl.classes == data.STL10_CLASSES
+    assert stl.class_counts().tolist() == [500] * 10
+    unlabeled = data.load("stl10", "unlabeled", data_dir, folder="stl10-standin", verbose=False)
+    assert len(unlabeled) == 10000 and (unlabeled.labels == -1).all()
+    val = data.load("tiny-imagenet", "val", data_dir, verbose=False)
+    assert val.images.shape == (10000, 3, 64, 64) and len(val.classes) == 200
+    assert val.class_counts().tolist() == [50] * 200
+    assert list(val.class_ids) == sorted(val.class_ids) and val.classes[val.class_ids.index("n01443537")] == "goldfish"
+    assert val.boxes.shape == (10000, 4) and val.boxes.min() >= 0 and val.boxes.max() <= 63
+    assert (val.boxes[:, 2] >= val.boxes[:, 0]).all() and (val.boxes[:, 3] >= val.boxes[:, 1]).all()

@@ -121,3 +121,30 @@ def test_evaluate_agrees_with_scikit_learn():
     assert result["top5"] == pytest.approx(top5)
     np.testing.assert_allclose(result["per_class_accuracy"], recall_score(y, p, average=None, labels=range(6),
                                                                           zero_division=0))
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                                                  ((9, 0), torch.bfloat16)])
+def test_mixed_precision_uses_bf16_where_the_gpu_has_it_and_fp16_on_a_t4(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert train.autocast_dtype(torch.device("cuda"), amp=True) == expected
+    assert train.autocast_dtype(torch.device("cuda"), amp=False) is None
+    assert train.autocast_dtype(torch.device("cpu"), amp=True) is None
+
+
+def test_a_finished_run_is_not_trained_again(tiny_data, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    model, history = _run(tiny_data, ckpt, epochs=2)
+    again, again_history = _run(tiny_data, ckpt, epochs=2, stop_at_call=1)  # a training step would raise
+    assert again_history == history
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_compiled_model_trains_and_saves_plain_weights(tiny_data, tmp_path):
+    model = _small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    history = train.fit(model, _batches(tiny_data), 1, opt, compile=True, checkpoint=tmp_path / "c.pt",
+                        progress=False)
+    assert np.isfinite(history[0]["loss"])
+    saved = torch.load(tmp_path / "c.pt", weights_only=True)["model"]
+    assert set(saved) == set(model.state_dict())  # no "_orig_mod." prefixes
