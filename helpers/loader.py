@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from . import augment
-from .data import ImageData
+from .data import STATS, ImageData
 
 
 class GpuBatches:
@@ -29,7 +29,6 @@ class GpuBatches:
                  train: bool = True, crop_padding: int = 4, flip: bool = True, padding_mode: str = "reflect",
                  mean=None, std=None, seed: int = 0, drop_last: bool | None = None,
                  channels_last: bool = False, dtype: torch.dtype = torch.float32):
-        from .data import STATS
         if mean is None or std is None:
             if data.name not in STATS:
                 raise ValueError(f"no normalisation statistics for {data.name!r}; pass mean= and std=")

@@ -224,30 +224,38 @@ def _epoch_line(record: dict, epochs: int) -> str:
 
 
 @torch.no_grad()
+def _inference(model: torch.nn.Module, batches, amp: bool):
+    """Yield (float32 logits, batch on the device) in eval mode; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    amp_dtype = autocast_dtype(device, amp)
+    try:
+        for batch in batches:
+            batch = _to_device(batch, device, channels_last=False)
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(x)
+            yield logits.float(), batch
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
 def evaluate(model: torch.nn.Module, batches, *, amp: bool = True) -> dict:
     """Loss, top-1, top-5, per-class accuracy, the confusion matrix, macro precision/recall/F1.
 
     batches yields (images, labels); the model is put in eval mode and returned to its mode after.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    amp_dtype = autocast_dtype(device, amp)
-    loss_sum = torch.zeros((), device=device)
-    top5 = torch.zeros((), device=device, dtype=torch.long)
+    loss_sum, top5 = 0.0, 0
     targets, predictions = [], []
     num_classes = None
-    for batch in batches:
-        x, y = _to_device(batch, device, channels_last=False)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(x)
-        logits = logits.float()
+    for logits, (_, y) in _inference(model, batches, amp):
         num_classes = logits.shape[1]
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         top5 += topk_correct(logits, y, 5)
         targets.append(y.cpu())
         predictions.append(logits.argmax(dim=1).cpu())
-    model.train(was_training)
     if num_classes is None:
         raise ValueError("evaluate() got no batches")
     y = torch.cat(targets).numpy()
@@ -259,16 +267,4 @@ def evaluate(model: torch.nn.Module, batches, *, amp: bool = True) -> dict:
 
 def predict(model: torch.nn.Module, batches, *, amp: bool = True) -> torch.Tensor:
     """Logits (float32, on the CPU) for every batch, in order."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    amp_dtype = autocast_dtype(device, amp)
-    out = []
-    with torch.no_grad():
-        for batch in batches:
-            x = _to_device(batch[0] if isinstance(batch, (list, tuple)) else batch, device, False)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out.append(model(x).float().cpu())
-    model.train(was_training)
-    return torch.cat(out)
-
+    return torch.cat([logits.cpu() for logits, _ in _inference(model, batches, amp)])
