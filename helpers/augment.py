@@ -2,8 +2,9 @@
 
 torchvision's v2 transforms applied to a batch tensor draw one random crop for the whole batch;
 these draw one per image, like a per-sample DataLoader pipeline, but in a handful of tensor ops
-(the airbench approach). Every function takes a `torch.Generator` on the batch's device so that
-a seeded run repeats exactly.
+(the airbench approach). Every function takes and returns uint8 B×C×H×W and a `torch.Generator`
+on the batch's device, so that a seeded run repeats exactly. Each mirrors a torchvision transform
+(named in its docstring); the tests check them against torchvision's kernels.
 """
 from __future__ import annotations
 
@@ -38,6 +39,167 @@ def random_flip(images: torch.Tensor, p: float = 0.5, generator: torch.Generator
     """Mirror left-right each image with probability p."""
     flip = torch.rand(images.shape[0], device=images.device, generator=generator) < p
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def affine(images: torch.Tensor, angle: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor,
+           fill: int = 0, interpolation: str = "bilinear") -> torch.Tensor:
+    """Rotate image i by angle[i] degrees counter-clockwise about its centre (torchvision's `rotate`),
+    then move its content by (shift_x[i], shift_y[i]) pixels right and down. Uncovered pixels get `fill`."""
+    B, C, H, W = images.shape
+    radians = torch.deg2rad(torch.as_tensor(angle, dtype=torch.float32, device=images.device))
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    # affine_grid maps each output position to the input position it samples, in [-1, 1] units
+    # per axis: the inverse rotation, with the aspect ratio folded in so that non-square images
+    # rotate rigidly, and the inverse shift.
+    theta = torch.stack([
+        torch.stack([cos, -sin * H / W, -2 * torch.as_tensor(shift_x, device=images.device) / W], dim=1),
+        torch.stack([sin * W / H, cos, -2 * torch.as_tensor(shift_y, device=images.device) / H], dim=1)], dim=1)
+    grid = torch.nn.functional.affine_grid(theta.float(), (B, C, H, W), align_corners=False)
+    x = images.float() - fill  # so that zero padding outside the image becomes `fill` again
+    out = torch.nn.functional.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
+    return (out + fill).round().clamp(0, 255).to(images.dtype)
+
+
+def random_affine(images: torch.Tensor, *, degrees: float = 0.0, translate: float = 0.0,
+                  generator: torch.Generator | None = None, fill: int = 0,
+                  interpolation: str = "bilinear") -> torch.Tensor:
+    """Per image: a rotation by an angle uniform in [-degrees, degrees], and a shift by a whole number
+    of pixels uniform in [-translate·W, translate·W] (and ·H), like torchvision's
+    RandomAffine(degrees, translate=(translate, translate)). Corners that come from outside get `fill`."""
+    if degrees < 0 or not 0 <= translate <= 1:
+        raise ValueError(f"need degrees >= 0 and 0 <= translate <= 1, got degrees={degrees}, translate={translate}")
+    if degrees == 0 and translate == 0:
+        return images
+    B, _, H, W = images.shape
+    dev = images.device
+    angle = (torch.rand(B, device=dev, generator=generator) * 2 - 1) * degrees
+    max_dx, max_dy = round(translate * W), round(translate * H)
+    shift_x = torch.randint(-max_dx, max_dx + 1, (B,), device=dev, generator=generator).float()
+    shift_y = torch.randint(-max_dy, max_dy + 1, (B,), device=dev, generator=generator).float()
+    return affine(images, angle, shift_x, shift_y, fill, interpolation)
+
+
+def random_rotation(images: torch.Tensor, degrees: float, generator: torch.Generator | None = None,
+                    fill: int = 0, interpolation: str = "bilinear") -> torch.Tensor:
+    """Rotate each image by an angle uniform in [-degrees, degrees] (torchvision's RandomRotation)."""
+    return random_affine(images, degrees=degrees, generator=generator, fill=fill, interpolation=interpolation)
+
+
+def random_translate(images: torch.Tensor, fraction: float, generator: torch.Generator | None = None,
+                     fill: int = 0) -> torch.Tensor:
+    """Shift each image by up to `fraction` of its width and height, in whole pixels."""
+    return random_affine(images, translate=fraction, generator=generator, fill=fill, interpolation="nearest")
+
+
+def cutout(images: torch.Tensor, size: int, generator: torch.Generator | None = None, fill: int = 0) -> torch.Tensor:
+    """Blank a size×size square at a centre drawn uniformly over each image; the square may run off
+    the edge, so less than size² pixels are hidden near borders (DeVries & Taylor 2017,
+    https://arxiv.org/abs/1708.04552)."""
+    if size == 0:
+        return images
+    B, _, H, W = images.shape
+    dev = images.device
+    cy = torch.randint(0, H, (B, 1, 1), device=dev, generator=generator)
+    cx = torch.randint(0, W, (B, 1, 1), device=dev, generator=generator)
+    top, left = cy - size // 2, cx - size // 2
+    rows = torch.arange(H, device=dev).view(1, H, 1)
+    cols = torch.arange(W, device=dev).view(1, 1, W)
+    hole = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)  # B×H×W
+    return images.masked_fill(hole[:, None], fill)
+
+
+# ----------------------------------------------------------------------------- colour
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision and PIL use
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """B×3×H×W float to its luma, B×1×H×W."""
+    w = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def random_grayscale(images: torch.Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each image by its luma (in all three channels) with probability p."""
+    pick = torch.rand(images.shape[0], device=images.device, generator=generator) < p
+    gray = grayscale(images.float()).round().clamp(0, 255).to(images.dtype).expand_as(images)
+    return torch.where(pick[:, None, None, None], gray, images)
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(dim=1)
+    value = x.amax(dim=1)
+    chroma = value - x.amin(dim=1)
+    gray = chroma == 0
+    saturation = chroma / torch.where(value == 0, torch.ones_like(value), value)
+    c = torch.where(gray, torch.ones_like(chroma), chroma)
+    # hue in sixths of a turn, measured from the channel that is largest
+    hue = torch.where(value == r, (g - b) / c,
+                      torch.where(value == g, 2 + (b - r) / c, 4 + (r - g) / c))
+    hue = torch.where(gray, torch.zeros_like(hue), hue)
+    return torch.stack([(hue / 6) % 1.0, saturation, value], dim=1)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    hue, saturation, value = x.unbind(dim=1)
+    h6 = hue * 6
+    sector = torch.floor(h6)
+    f = h6 - sector
+    sector = sector.long() % 6
+    p = value * (1 - saturation)
+    q = value * (1 - saturation * f)
+    t = value * (1 - saturation * (1 - f))
+    # (r, g, b) for each of the six sectors of the hue circle
+    table = torch.stack([torch.stack(c, dim=0) for c in (
+        (value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value), (value, p, q))], dim=0)
+    pick = sector[None, None].expand(1, 3, *sector.shape)
+    return table.gather(0, pick)[0].movedim(0, 1)
+
+
+def adjust_colors(x: torch.Tensor, brightness=None, contrast=None, saturation=None, hue=None) -> torch.Tensor:
+    """torchvision's adjust_brightness, _contrast, _saturation and _hue, in that order, with one factor
+    per image. x: B×3×H×W float in [0, 1]; each factor a tensor of B values (None: leave it)."""
+    def per_image(v):
+        return torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+
+    if brightness is not None:
+        x = (x * per_image(brightness)).clamp(0, 1)
+    if contrast is not None:
+        mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+        f = per_image(contrast)
+        x = (f * x + (1 - f) * mean).clamp(0, 1)
+    if saturation is not None:
+        f = per_image(saturation)
+        x = (f * x + (1 - f) * grayscale(x)).clamp(0, 1)
+    if hue is not None:
+        hsv = _rgb_to_hsv(x)
+        hsv = torch.cat([(hsv[:, :1] + per_image(hue)) % 1.0, hsv[:, 1:]], dim=1)
+        x = _hsv_to_rgb(hsv)
+    return x
+
+
+def color_jitter(images: torch.Tensor, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,
+                 hue: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """torchvision's ColorJitter drawn per image: brightness, contrast and saturation factors uniform
+    in [1 - v, 1 + v], a hue shift uniform in [-hue, hue] of a turn. Unlike torchvision, the four
+    are applied in a fixed order (one random order per batch would not be per image)."""
+    if not 0 <= hue <= 0.5 or min(brightness, contrast, saturation) < 0:
+        raise ValueError("brightness, contrast and saturation must be >= 0 and hue in [0, 0.5]")
+    B = images.shape[0]
+
+    def factors(v, centre):
+        if v == 0:
+            return None
+        return centre + (torch.rand(B, device=images.device, generator=generator) * 2 - 1) * v
+
+    draws = dict(brightness=factors(brightness, 1.0), contrast=factors(contrast, 1.0),
+                 saturation=factors(saturation, 1.0), hue=factors(hue, 0.0))
+    if all(v is None for v in draws.values()):
+        return images
+    x = adjust_colors(images.float() / 255, **draws)
+    return (x * 255).round().clamp(0, 255).to(images.dtype)
 
 
 def normalize(images: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -9,6 +9,7 @@ the seed reports' recipes and for comparing the two.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image
@@ -23,10 +24,18 @@ class GpuBatches:
     One pass of `for x, y in batches` is one epoch. The order and the augmentation draws of epoch
     e depend only on (seed, e): call `set_epoch(e)` (the training loop does) to get that epoch
     again, e.g. when resuming. Yields float images normalised with (mean, std), B×C×H×W.
+
+    Training batches are cropped (`crop_padding`), flipped, then passed through `augmentations`,
+    each a callable `f(uint8 images, generator=g) -> uint8 images` such as
+    `partial(augment.random_rotation, degrees=10)`, in order. `concat_original` reproduces
+    `ConcatDataset([augmented, original])`: each epoch holds every image twice, once augmented and
+    once as it is, shuffled together. `size` resizes the normalised batch (bilinear) to size×size,
+    e.g. 32 px CIFAR images up to the resolution a pretrained network saw.
     """
 
     def __init__(self, data: ImageData, *, batch_size: int, device: torch.device | str = "cpu",
                  train: bool = True, crop_padding: int = 4, flip: bool = True, padding_mode: str = "reflect",
+                 augmentations: Sequence[Callable] = (), concat_original: bool = False, size: int | None = None,
                  mean=None, std=None, seed: int = 0, drop_last: bool | None = None,
                  channels_last: bool = False, dtype: torch.dtype = torch.float32):
         if mean is None or std is None:
@@ -41,6 +50,9 @@ class GpuBatches:
         self.crop_padding = crop_padding if train else 0
         self.flip = flip and train
         self.padding_mode = padding_mode
+        self.augmentations = tuple(augmentations) if train else ()
+        self.concat_original = concat_original and train
+        self.size = size
         self.mean, self.std = tuple(mean), tuple(std)
         self.seed = seed
         self.drop_last = train if drop_last is None else drop_last
@@ -48,13 +60,28 @@ class GpuBatches:
         self.dtype = dtype
         self.epoch = 0
 
+    @property
+    def epoch_images(self) -> int:
+        """Images in one epoch before batching: twice the split with `concat_original`."""
+        return len(self.labels) * (2 if self.concat_original else 1)
+
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = self.epoch_images
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     @property
     def num_images(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.labels)
+        return len(self) * self.batch_size if self.drop_last else self.epoch_images
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """This loader's training augmentations applied to a uint8 batch (for showing what it does)."""
+        if self.crop_padding:
+            x = augment.random_crop(x, self.crop_padding, generator=generator, padding_mode=self.padding_mode)
+        if self.flip:
+            x = augment.random_flip(x, generator=generator)
+        for f in self.augmentations:
+            x = f(x, generator=generator)
+        return x
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -62,15 +89,19 @@ class GpuBatches:
     def __iter__(self):
         g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         n = len(self.labels)
-        order = torch.randperm(n, device=self.device, generator=g) if self.train else torch.arange(n, device=self.device)
+        total = self.epoch_images
+        order = torch.randperm(total, device=self.device, generator=g) if self.train else torch.arange(n, device=self.device)
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            positions = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = positions % n
             x = self.images[idx]
-            if self.crop_padding:
-                x = augment.random_crop(x, self.crop_padding, generator=g, padding_mode=self.padding_mode)
-            if self.flip:
-                x = augment.random_flip(x, generator=g)
+            if self.train:
+                augmented = self.augment(x, generator=g)
+                # positions n..2n-1 are the ConcatDataset's second, unaugmented copy
+                x = torch.where((positions >= n)[:, None, None, None], x, augmented) if self.concat_original else augmented
             x = augment.normalize(x, self.mean, self.std, dtype=self.dtype)
+            if self.size is not None and x.shape[-1] != self.size:
+                x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]
