@@ -392,10 +392,10 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
                      skipped=[tuple(s) for s in blob.get("skipped", [])])
 
 
-def subset(data: ImageData, per_class: int, seed: int = 0) -> ImageData:
-    """`per_class` images of every class, drawn without replacement; the same seed, the same subset."""
+def _per_class_index(data: ImageData, per_class: int, seed: int) -> torch.Tensor:
+    """Sorted positions of `per_class` images of every class, drawn without replacement."""
     if (data.labels < 0).any():
-        raise ValueError(f"{data.name}/{data.split} is unlabeled; subset() draws per class")
+        raise ValueError(f"{data.name}/{data.split} is unlabeled; subset() and holdout() draw per class")
     counts = data.class_counts()
     if per_class > int(counts.min()):
         small = int(counts.argmin())
@@ -406,8 +406,25 @@ def subset(data: ImageData, per_class: int, seed: int = 0) -> ImageData:
     for c in range(len(data.classes)):
         idx = torch.nonzero(data.labels == c).flatten()
         picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
-    order = torch.sort(torch.cat(picks)).values
-    return take(data, order)
+    return torch.sort(torch.cat(picks)).values
+
+
+def subset(data: ImageData, per_class: int, seed: int = 0) -> ImageData:
+    """`per_class` images of every class, drawn without replacement; the same seed, the same subset."""
+    return take(data, _per_class_index(data, per_class, seed))
+
+
+def holdout(data: ImageData, per_class: int, seed: int = 0) -> tuple[ImageData, ImageData]:
+    """Split off `per_class` images of every class for validation: (the rest, the held-out part).
+
+    Tune hyperparameters on the held-out part, never on the test split: a test accuracy that chose
+    its own learning rate is an optimistic estimate.
+    """
+    held = _per_class_index(data, per_class, seed)
+    keep = torch.ones(len(data), dtype=torch.bool)
+    keep[held] = False
+    rest = take(data, torch.nonzero(keep).flatten())
+    return rest, replace(take(data, held), split=f"{data.split} (held out)")
 
 
 def take(data: ImageData, index: torch.Tensor) -> ImageData:

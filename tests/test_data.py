@@ -190,3 +190,14 @@ def test_real_stl10_stand_in_and_tiny_imagenet(data_dir):
     assert list(val.class_ids) == sorted(val.class_ids) and val.classes[val.class_ids.index("n01443537")] == "goldfish"
     assert val.boxes.shape == (10000, 4) and val.boxes.min() >= 0 and val.boxes.max() <= 63
     assert (val.boxes[:, 2] >= val.boxes[:, 0]).all() and (val.boxes[:, 3] >= val.boxes[:, 1]).all()
+
+
+def test_holdout_splits_per_class_without_overlap(tiny_data):
+    rest, held = data.holdout(tiny_data, 2, seed=1)
+    assert held.class_counts().tolist() == [2, 2, 2, 2] and rest.class_counts().tolist() == [4, 4, 4, 4]
+    flat = lambda d: {tuple(img.flatten().tolist()) for img in d.images}  # noqa: E731
+    assert not flat(rest) & flat(held) and flat(rest) | flat(held) == flat(tiny_data)
+    assert torch.equal(held.images, data.subset(tiny_data, 2, seed=1).images)  # the same draw as subset()
+    assert held.split == "train (held out)" and rest.split == "train"
+    with pytest.raises(ValueError, match="only 6"):
+        data.holdout(tiny_data, 7)
