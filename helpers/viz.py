@@ -88,3 +88,80 @@ def plot_class_balance(counts, classes, *, title: str = "images per class", ax=N
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_title(title)
     return ax
+
+
+def plot_augmentation_grid(examples: dict[str, torch.Tensor], *, size: float = 1.1, title: str = ""):
+    """One row per augmentation (its name on the left), one column per draw: uint8 N×C×H×W each."""
+    names = list(examples)
+    ncols = max(len(v) for v in examples.values())
+    fig, axes = plt.subplots(len(names), ncols, figsize=(size * ncols + 1.6, size * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        for j, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(examples[name]):
+                ax.imshow(examples[name][j].detach().cpu().permute(1, 2, 0).numpy())
+        row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_heatmap(values, row_values, col_values, *, row_label: str, col_label: str, title: str = "",
+                 fmt: str = ".1%", ax=None):
+    """A grid-search result: values[i][j] for row_values[i], col_values[j]; the best cell is outlined."""
+    import seaborn as sns
+    values = np.asarray(values, dtype=float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.1 * len(col_values) + 2, 0.8 * len(row_values) + 1.2))
+    sns.heatmap(values, annot=True, fmt=fmt, cmap="viridis", cbar=False, ax=ax,
+                xticklabels=[f"{v:g}" for v in col_values], yticklabels=[f"{v:g}" for v in row_values])
+    best = np.unravel_index(np.nanargmax(values), values.shape)
+    ax.add_patch(plt.Rectangle((best[1], best[0]), 1, 1, fill=False, edgecolor="red", lw=2))
+    ax.set_xlabel(col_label)
+    ax.set_ylabel(row_label)
+    ax.set_title(title)
+    return ax
+
+
+def plot_bars(names, means, stds=None, *, reference: float | None = None, xlabel: str = "test accuracy",
+              title: str = "", ax=None):
+    """Horizontal bars of mean ± std (e.g. over seeds), one per row, with an optional reference line."""
+    means = np.asarray(means, dtype=float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    y = np.arange(len(names))
+    ax.barh(y, means, xerr=None if stds is None else np.asarray(stds, dtype=float), capsize=3, color="tab:blue")
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    low = max(0.0, float(np.nanmin(means)) - 0.1)
+    ax.set_xlim(low, min(1.0, float(np.nanmax(means)) + 0.05))
+    for yi, m in zip(y, means):
+        ax.text(m, yi, f" {m:.1%}", va="center", fontsize=8)
+    if reference is not None:
+        ax.axvline(reference, color="gray", ls="--", lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_curves(x, curves: dict[str, list[float]], *, xlabel: str, ylabel: str, logx: bool = False,
+                title: str = "", ax=None):
+    """Several y-series over the same x (e.g. learning rate per step, accuracy per labelled-set size)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for name, ys in curves.items():
+        xs = x[name] if isinstance(x, dict) else x
+        ax.plot(xs, ys, marker="." if len(ys) <= 30 else None, label=name)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax

@@ -55,3 +55,23 @@ def test_course_runner_executes_notebooks_and_gathers_their_results(tmp_path, mo
     executed = nbformat.read(tmp_path / "out" / "01_toy.ipynb", as_version=4)
     assert "profile: ci" in executed.cells[0].outputs[0]["text"]
     assert course.run("ci", tmp_path / "out2", ["01"], timeout=120) == 0
+
+
+def test_augmentation_grid_has_one_labelled_row_per_augmentation():
+    examples = {"none": torch.zeros(3, 3, 8, 8, dtype=torch.uint8), "flip": torch.ones(2, 3, 8, 8, dtype=torch.uint8)}
+    fig = viz.plot_augmentation_grid(examples)
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert [axes[i, 0].get_ylabel() for i in range(2)] == ["none", "flip"]
+    assert len(axes[0, 2].images) == 1 and len(axes[1, 2].images) == 0  # the shorter row leaves a blank
+    plt.close("all")
+
+
+def test_heatmap_outlines_the_best_cell_and_bars_show_error_bars():
+    ax = viz.plot_heatmap([[0.1, 0.5], [0.3, 0.2]], [0.01, 0.1], [0.8, 0.9], row_label="lr", col_label="momentum")
+    (best,) = ax.patches
+    assert best.get_xy() == (1, 0) and [t.get_text() for t in ax.texts][1] == "50.0%"
+    ax = viz.plot_bars(["a", "b"], [0.5, 0.7], [0.01, 0.02], reference=0.6)
+    bars = [c for c in ax.containers if hasattr(c, "patches")][0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"] and len(bars) == 2
+    assert bars.errorbar is not None and [t.get_text() for t in ax.texts] == [" 50.0%", " 70.0%"]
+    plt.close("all")
