@@ -193,7 +193,8 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
         seconds = time.perf_counter() - began  # exact on a GPU: the NaN check at the last step synchronised
 
         record = {"epoch": epoch + 1, **{k: float(v) / images for k, v in sums.items()},
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "images_per_s": images / seconds}
+                  "lr": optimizer.param_groups[0]["lr"], "images": images, "seconds": seconds,
+                  "images_per_s": images / seconds}
         if val_batches is not None:
             t = time.perf_counter()
             result = evaluate_fn(run_model, val_batches, amp=amp)

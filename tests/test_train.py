@@ -96,8 +96,9 @@ def test_history_records_throughput_and_validation(tiny_data):
     val = loader.GpuBatches(tiny_data, batch_size=10, train=False, mean=(0.5,) * 3, std=(0.25,) * 3)
     history = train.fit(model, _batches(tiny_data), 1, opt, val_batches=val, progress=False)
     r = history[0]
-    for key in ("loss", "accuracy", "lr", "seconds", "images_per_s", "val_loss", "val_top1", "val_top5", "val_f1"):
+    for key in ("loss", "accuracy", "lr", "images", "seconds", "images_per_s", "val_loss", "val_top1", "val_top5", "val_f1"):
         assert key in r and np.isfinite(r[key]), key
+    assert r["images"] == len(_batches(tiny_data)) * _batches(tiny_data).batch_size
     with pytest.raises(ValueError, match="label_smoothing"):
         train.fit(model, _batches(tiny_data), 1, opt, step=train.classification_step, label_smoothing=0.1)
 
