@@ -74,7 +74,7 @@ class GpuBatches:
         return len(self) * self.batch_size if self.drop_last else self.epoch_images
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """This loader's training augmentations applied to a uint8 batch (for showing what it does)."""
+        """This loader's training augmentations, in order, on a uint8 batch (also a way to look at them)."""
         if self.crop_padding:
             x = augment.random_crop(x, self.crop_padding, generator=generator, padding_mode=self.padding_mode)
         if self.flip:

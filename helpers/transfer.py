@@ -66,12 +66,9 @@ def pretrain_tiny_imagenet(*, data_dir: str | Path, output_dir: str | Path, devi
               f"-lr{peak_lr:g}-s{seed}")
     output_dir = Path(output_dir)
     file = output_dir / f"tiny-imagenet-resnet18-{recipe}.pt"
-    mean, std = datasets.STATS["tiny-imagenet"]
     if file.exists():
-        saved = torch.load(file, map_location="cpu", weights_only=True)
         print(f"using the course's Tiny ImageNet ResNet-18 from {file}")
-        return Pretrained(name="Tiny ImageNet-200 (trained by the course)", state_dict=saved["model"], mean=mean,
-                          std=std, image_size=image_size, classes=tuple(saved["classes"]), details=saved["details"])
+        return _tiny_pretrained(torch.load(file, map_location="cpu", weights_only=True), image_size)
 
     train_split = datasets.load("tiny-imagenet", "train", data_dir)
     val_split = datasets.load("tiny-imagenet", "val", data_dir)
@@ -97,11 +94,17 @@ def pretrain_tiny_imagenet(*, data_dir: str | Path, output_dir: str | Path, devi
     details = {"epochs": epochs, "train_images": len(train_split), "val_images": len(val_split),
                "val_top1": round(result["top1"], 4), "val_top5": round(result["top5"], 4),
                "seconds": round(sum(r["seconds"] for r in history), 1)}
-    train.save_checkpoint(file, {"model": model.state_dict(), "classes": list(train_split.classes), "details": details})
+    saved = {"model": model.state_dict(), "classes": list(train_split.classes), "details": details}
+    train.save_checkpoint(file, saved)
     file.with_name(file.stem + ".run.pt").unlink(missing_ok=True)
     print(f"trained the course's Tiny ImageNet ResNet-18 ({details}); saved {file}")
-    return Pretrained(name="Tiny ImageNet-200 (trained by the course)", state_dict=model.state_dict(), mean=mean,
-                      std=std, image_size=image_size, classes=tuple(train_split.classes), details=details)
+    return _tiny_pretrained(saved, image_size)
+
+
+def _tiny_pretrained(saved: dict, image_size: int) -> Pretrained:
+    mean, std = datasets.STATS["tiny-imagenet"]
+    return Pretrained(name="Tiny ImageNet-200 (trained by the course)", state_dict=saved["model"], mean=mean, std=std,
+                      image_size=image_size, classes=tuple(saved["classes"]), details=saved["details"])
 
 
 def pretrained_weights(prefer: str = "imagenet", **tiny_imagenet) -> Pretrained:
