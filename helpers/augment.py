@@ -183,19 +183,23 @@ def adjust_colors(x: torch.Tensor, brightness=None, contrast=None, saturation=No
 def color_jitter(images: torch.Tensor, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,
                  hue: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """torchvision's ColorJitter drawn per image: brightness, contrast and saturation factors uniform
-    in [1 - v, 1 + v], a hue shift uniform in [-hue, hue] of a turn. Unlike torchvision, the four
+    in [max(0, 1 - v), 1 + v], a hue shift uniform in [-hue, hue] of a turn. Unlike torchvision, the four
     are applied in a fixed order (one random order per batch would not be per image)."""
     if not 0 <= hue <= 0.5 or min(brightness, contrast, saturation) < 0:
-        raise ValueError("brightness, contrast and saturation must be >= 0 and hue in [0, 0.5]")
+        raise ValueError(f"color_jitter needs brightness, contrast and saturation >= 0 and hue in [0, 0.5]; got "
+                         f"{brightness}, {contrast}, {saturation} and {hue}")
     B = images.shape[0]
 
-    def factors(v, centre):
+    def factors(v, low, high):
         if v == 0:
             return None
-        return centre + (torch.rand(B, device=images.device, generator=generator) * 2 - 1) * v
+        return low + torch.rand(B, device=images.device, generator=generator) * (high - low)
 
-    draws = dict(brightness=factors(brightness, 1.0), contrast=factors(contrast, 1.0),
-                 saturation=factors(saturation, 1.0), hue=factors(hue, 0.0))
+    # like torchvision, a factor never drops below 0 (brightness 1.5 draws from [0, 2.5])
+    draws = dict(brightness=factors(brightness, max(0.0, 1 - brightness), 1 + brightness),
+                 contrast=factors(contrast, max(0.0, 1 - contrast), 1 + contrast),
+                 saturation=factors(saturation, max(0.0, 1 - saturation), 1 + saturation),
+                 hue=factors(hue, -hue, hue))
     if all(v is None for v in draws.values()):
         return images
     x = adjust_colors(images.float() / 255, **draws)

@@ -104,6 +104,10 @@ def test_color_jitter_factors_stay_in_their_ranges():
     assert out.min() >= 50 and out.max() <= 150 and out.std(dim=0).max() > 10
     with pytest.raises(ValueError, match="hue"):
         augment.color_jitter(gray, hue=0.7)
+    # brightness above 1: factors from [0, 1 + v] as in torchvision, never negative (a sixth of the
+    # images would turn black if they were drawn from [1 - v, 1 + v] and clamped)
+    bright = augment.color_jitter(gray.repeat(8, 1, 1, 1), brightness=1.5, generator=torch.Generator().manual_seed(1))
+    assert (bright.flatten(1).amax(1) == 0).float().mean() < 0.01 and bright.max() >= 240
 
 
 def test_grayscale_is_torchvisions_luma_in_every_channel():
