@@ -38,6 +38,8 @@ class GpuBatches:
                  augmentations: Sequence[Callable] = (), concat_original: bool = False, size: int | None = None,
                  mean=None, std=None, seed: int = 0, drop_last: bool | None = None,
                  channels_last: bool = False, dtype: torch.dtype = torch.float32):
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive whole number, not {batch_size!r}")
         if mean is None or std is None:
             if data.name not in STATS:
                 raise ValueError(f"no normalisation statistics for {data.name!r}; pass mean= and std=")
@@ -59,6 +61,15 @@ class GpuBatches:
         self.channels_last = channels_last
         self.dtype = dtype
         self.epoch = 0
+        if len(self) == 0:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {self.epoch_images} images of {data.name}/{data.split} "
+                f"per epoch, and training drops the last incomplete batch, so an epoch would have no step: use "
+                f"batch_size <= {self.epoch_images}")
+
+    def __fingerprint__(self) -> dict:
+        """What decides the batches (for a run's identity): the data and every setting, not the epoch counter."""
+        return {k: v for k, v in vars(self).items() if k != "epoch"}
 
     @property
     def epoch_images(self) -> int:
@@ -114,6 +125,9 @@ class TransformDataset(torch.utils.data.Dataset):
     def __init__(self, data: ImageData, transform=None):
         self.data = data
         self.transform = transform
+
+    def __fingerprint__(self) -> dict:
+        return {"images": self.data.images, "labels": self.data.labels, "transform": self.transform}
 
     def __len__(self) -> int:
         return len(self.data)

@@ -107,11 +107,15 @@ def _imagenet_state_dict() -> dict:
             f"state-dict checkpoint>, such as the Tiny ImageNet ResNet-18 the course trains itself.") from None
 
 
-def load_weights(model: ResNet, source: str | Path | dict, *, verbose: bool = True) -> list[str]:
-    """Load a state dict (ours or torchvision's names) into `model`, skipping parts whose shape differs.
+def load_weights(model: ResNet, source: str | Path | dict, *, new: tuple[str, ...] = ("head.",),
+                 verbose: bool = True) -> list[str]:
+    """Load a state dict (ours or torchvision's names) into `model`.
 
     source: "imagenet", a path to a checkpoint (a state dict, or a training checkpoint holding one
-    under "model"), or a state dict. Returns the names that were not loaded (e.g. a new head).
+    under "model"), or a state dict. new: name prefixes that may stay as initialised (by default the
+    head, which differs when the number of classes does). Every other tensor must load: weights of
+    another architecture raise ValueError naming what did not match, instead of training on quietly
+    from scratch. Returns the names that were not loaded.
     """
     if isinstance(source, dict):
         state = source
@@ -129,6 +133,17 @@ def load_weights(model: ResNet, source: str | Path | dict, *, verbose: bool = Tr
         state[conv] = state[conv].sum(dim=1, keepdim=True)  # RGB filters to one grayscale channel
     loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = sorted(set(own) - set(loadable))
+    refused = [k for k in missing if not k.startswith(tuple(new))]
+    if refused:
+        where = source if not isinstance(source, dict) else "the state dict"
+        detail = [f"{k}: ours {tuple(own[k].shape)}, theirs "
+                  + (str(tuple(state[k].shape)) if k in state else "absent") for k in refused[:6]]
+        raise ValueError(
+            f"{where} does not fit this model: {len(refused)} of its {len(own)} tensors outside {list(new)} would "
+            f"stay as initialised ({'; '.join(detail)}{'; ...' if len(refused) > 6 else ''}). It holds "
+            f"{len(state)} tensors, {len(set(state) - set(own))} of them with names this model lacks. Build the "
+            f"model the weights were trained for (stem, widths, blocks, in_channels), or pass new=(...) to "
+            f"allow more parts to start from scratch.")
     model.load_state_dict(loadable, strict=False)
     if verbose:
         print(f"loaded {len(loadable)} of {len(own)} tensors from {source if not isinstance(source, dict) else 'a state dict'}"

@@ -8,9 +8,10 @@ and checkpoints that let a disconnected Colab session resume where it stopped.
 """
 from __future__ import annotations
 
-import os
+import json
 import random
 import time
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import checkpoints
 from .metrics import classification_metrics, topk_correct
 
 PER_STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
@@ -78,18 +80,23 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write to a temporary file, then rename: a run killed mid-write leaves the old checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write atomically (see `checkpoints.save`): a run killed mid-write leaves the old file intact."""
+    checkpoints.save(path, state)
 
 
-def _signature(model, optimizer, epochs: int, steps_per_epoch: int) -> dict:
-    """What a checkpoint must agree with to be resumed (so a changed recipe never reuses stale weights)."""
-    return {"model": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
-            "optimizer": type(optimizer).__name__, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
+@contextmanager
+def _fp32_means_fp32(device: torch.device, amp_dtype):
+    """Without mixed precision, switch TF32 off on CUDA for the run, so that "fp32" is fp32 on Ampere and
+    newer GPUs too (setup() turns TF32 on for speed); restored afterwards."""
+    if device.type != "cuda" or amp_dtype is not None:
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -98,118 +105,203 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
         scheduler=None, *, step=None, val_batches=None, evaluate_fn=None,
         checkpoint: str | Path | None = None, label_smoothing: float = 0.0, amp: bool = True,
         channels_last: bool | None = None, compile: bool = False, scheduler_interval: str | None = None,
-        grad_clip: float | None = None, progress: bool = True, log_every: int = 20) -> list[dict]:
+        grad_clip: float | None = None, config: dict | None = None, progress: bool = True,
+        log_every: int = 20) -> list[dict]:
     """Train `model` for `epochs` passes over `train_batches`; return one dict per epoch.
 
     step: `(model, batch) -> (loss, metrics)`; default: cross-entropy with `label_smoothing`.
     val_batches / evaluate_fn: evaluated after each epoch with `evaluate_fn(model, val_batches)`
         (default `evaluate`); its scalar results enter the history as `val_<name>`.
-    checkpoint: a file written after every epoch (atomically); when it exists, training resumes
-        from it, with the same RNG states, so the result equals an uninterrupted run.
-    amp: mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with a grad scaler).
+    checkpoint: a path such as `runs/01_course.pt`. The run is saved after every epoch as
+        `runs/01_course-<hash>.pt`, where the hash covers everything that decides the result (see
+        `helpers.checkpoints`: model and initial weights, optimizer and scheduler settings, step, data
+        and loader, RNG state, precision, `config`). An identical rerun resumes from that file, with the
+        same RNG states; a run with any setting changed trains anew beside it. A finished run keeps
+        its weights, history and RNG state (no optimizer state) and is not trained again. Resuming
+        gives the same weights as an uninterrupted run where every kernel is deterministic (the CPU;
+        on a GPU, cuDNN's autotuned kernels and atomics can differ in the last bits).
+    amp: mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with a grad scaler);
+        amp=False is true fp32, TF32 included (switched off for the run).
     channels_last: NHWC memory layout (default: on CUDA and the CPU). compile: `torch.compile` the model.
     scheduler_interval: "step" or "epoch"; default "step" for OneCycleLR and CyclicLR, else "epoch".
+    config: anything else that decides the result and that fit cannot see (it joins the identity).
     """
     if step is None:
         step = partial(classification_step, label_smoothing=label_smoothing)
     elif label_smoothing:
         raise ValueError("label_smoothing applies to the default step; put it inside your own step instead")
+    if not isinstance(epochs, int) or epochs <= 0:
+        raise ValueError(f"epochs must be a positive whole number, not {epochs!r}")
+    steps_per_epoch = len(train_batches)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"train_batches has no batch: an epoch would train nothing ({_describe(train_batches)}). Lower the "
+            f"batch size below the number of training images, or use more images.")
     evaluate_fn = evaluate_fn or evaluate
     device = next(model.parameters()).device
     # NHWC: faster on tensor-core GPUs, and measured faster on this course's 2-core CI CPU too (38 vs 28 img/s)
     channels_last = device.type in ("cuda", "cpu") if channels_last is None else channels_last
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     if scheduler_interval is None:
         scheduler_interval = "step" if isinstance(scheduler, PER_STEP_SCHEDULERS) else "epoch"
     if scheduler_interval not in ("step", "epoch"):
         raise ValueError(f"scheduler_interval must be 'step' or 'epoch', not {scheduler_interval!r}")
     amp_dtype = autocast_dtype(device, amp)
+
+    path = None
+    if checkpoint is not None:
+        identity = checkpoints.run_identity(
+            model=model, optimizer=checkpoints.optimizer_identity(optimizer, model), scheduler=scheduler and {
+                "type": type(scheduler).__qualname__, "state": scheduler.state_dict()},
+            step=step, train_batches=train_batches, val_batches=val_batches, evaluate_fn=evaluate_fn,
+            epochs=epochs, steps_per_epoch=steps_per_epoch, scheduler_interval=scheduler_interval,
+            precision=str(amp_dtype), tf32=device.type == "cuda" and amp_dtype is None and "off",
+            channels_last=channels_last, compile=compile, grad_clip=grad_clip, rng=torch.get_rng_state(),
+            config=config)
+        digest = checkpoints.identity_hash(identity)
+        path = checkpoints.run_path(checkpoint, digest)
+        checkpoints.check_writable(path.parent)
+
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     run_model = torch.compile(model) if compile else model
-    steps_per_epoch = len(train_batches)
-    signature = _signature(model, optimizer, epochs, steps_per_epoch)
     check_every = 1 if device.type == "cpu" else log_every  # a NaN check costs a GPU sync
 
     history: list[dict] = []
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state.get("signature") != signature:
-            raise ValueError(
-                f"the checkpoint {checkpoint} was written by another run ({state.get('signature')}), not this "
-                f"one ({signature}). Delete it to start over, or pass another checkpoint path.")
+    if path is not None and path.exists():
+        state = checkpoints.load(path, device)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
         history, start = state["history"], state["epoch"]
-        print(f"resumed from {checkpoint}: {start} of {epochs} epochs done")
+        _set_rng_state(state["rng"])
+        if start < epochs:  # a finished run has no optimizer state to restore
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            if scaler.is_enabled() and state["scaler"]:
+                scaler.load_state_dict(state["scaler"])
+            print(f"resumed from {path}: {start} of {epochs} epochs done")
+        else:
+            print(f"this run finished before: weights and history from {path} (delete it to train again)")
+    elif path is not None:
+        earlier = checkpoints.other_runs(checkpoint, digest)
+        if earlier:
+            note = ""
+            try:
+                old = json.loads(checkpoints.load(earlier[-1], "cpu").get("identity", "{}"))
+                changed = checkpoints.differences(old, identity)
+                note = ("; it differs in " + "; ".join(changed)) if changed else ""
+            except checkpoints.CheckpointError:
+                pass
+            print(f"training anew: {len(earlier)} checkpoint(s) of other settings under this name, e.g. "
+                  f"{earlier[-1].name}{note}")
 
-    for epoch in range(start, epochs):
-        if hasattr(train_batches, "set_epoch"):
-            train_batches.set_epoch(epoch)
-        model.train()
-        sums: dict[str, torch.Tensor] = {}
-        images = 0
-        first_bad = torch.tensor(-1, device=device)
-        began = time.perf_counter()
-        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress,
-                   total=steps_per_epoch)
-        for i, batch in enumerate(bar):
-            batch = _to_device(batch, device, channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss, metrics = step(run_model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler is not None and scheduler_interval == "step":
-                scheduler.step()
-
-            n = _batch_size(batch)
-            images += n
-            loss = loss.detach().float()
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
-            for name, value in {"loss": loss, **metrics}.items():
-                sums[name] = sums.get(name, 0) + value.detach().float() * n
-            if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:
-                bad = int(first_bad)
-                if bad >= 0:
-                    saved = f"; the last good checkpoint is {checkpoint}" if checkpoint and Path(checkpoint).exists() else ""
-                    raise NonFiniteLossError(
-                        f"the loss became {float(sums['loss']):.4g} at epoch {epoch + 1}, step {bad + 1} of "
-                        f"{steps_per_epoch}{saved}. Lower the learning rate, check the inputs for NaN, or clip "
-                        f"gradients (grad_clip=).")
-            if progress and (i + 1) % log_every == 0:
-                bar.set_postfix(loss=f"{float(sums['loss']) / images:.3f}")
-        if scheduler is not None and scheduler_interval == "epoch":
-            scheduler.step()
-        seconds = time.perf_counter() - began  # exact on a GPU: the NaN check at the last step synchronised
-
-        record = {"epoch": epoch + 1, **{k: float(v) / images for k, v in sums.items()},
-                  "lr": optimizer.param_groups[0]["lr"], "images": images, "seconds": seconds,
-                  "images_per_s": images / seconds}
-        if val_batches is not None:
-            t = time.perf_counter()
-            result = evaluate_fn(run_model, val_batches, amp=amp)
-            record.update({f"val_{k}": float(v) for k, v in result.items() if np.ndim(v) == 0})
-            record["val_seconds"] = time.perf_counter() - t
-        history.append(record)
-        if progress:
-            print(_epoch_line(record, epochs))
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "signature": signature, "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history})
+    with _fp32_means_fp32(device, amp_dtype):
+        for epoch in range(start, epochs):
+            record = _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scaler, step,
+                                      epoch=epoch, epochs=epochs, device=device, amp_dtype=amp_dtype,
+                                      channels_last=channels_last, scheduler_interval=scheduler_interval,
+                                      grad_clip=grad_clip, check_every=check_every, progress=progress,
+                                      log_every=log_every, last_good=path)
+            if val_batches is not None:
+                t = time.perf_counter()
+                result = evaluate_fn(run_model, val_batches, amp=amp)
+                record.update({f"val_{k}": float(v) for k, v in result.items() if np.ndim(v) == 0})
+                record["val_seconds"] = time.perf_counter() - t
+            _refuse_non_finite(model, record, epoch, epochs, path)
+            history.append(record)
+            if progress:
+                print(_epoch_line(record, epochs))
+            if path is not None:
+                finished = epoch + 1 == epochs
+                state = {"identity": json.dumps(identity, sort_keys=True, default=str), "digest": digest,
+                         "epoch": epoch + 1, "finished": finished, "model": model.state_dict(),
+                         "rng": _rng_state(), "history": history}
+                if not finished:  # optimizer state is only needed to go on; a finished run drops it
+                    state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                                 scheduler=scheduler.state_dict() if scheduler is not None else None)
+                checkpoints.save(path, state)
     return history
+
+
+def _describe(batches) -> str:
+    size = getattr(batches, "batch_size", None)
+    images = getattr(batches, "epoch_images", None)
+    if images is None and hasattr(batches, "dataset"):
+        images = len(batches.dataset)
+    if size is None or images is None:
+        return f"len(train_batches) is 0 for {type(batches).__name__}"
+    return f"{images} images per epoch, batch size {size}, incomplete last batch dropped"
+
+
+def _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scaler, step, *, epoch: int,
+                     epochs: int, device, amp_dtype, channels_last: bool, scheduler_interval: str,
+                     grad_clip, check_every: int, progress: bool, log_every: int, last_good) -> dict:
+    """One pass over the training batches; the per-epoch record (means of the step's metrics, lr, speed)."""
+    if hasattr(train_batches, "set_epoch"):
+        train_batches.set_epoch(epoch)
+    model.train()
+    steps_per_epoch = len(train_batches)
+    sums: dict[str, torch.Tensor] = {}
+    images = 0
+    first_bad = torch.tensor(-1, device=device)
+    began = time.perf_counter()
+    bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress,
+               total=steps_per_epoch)
+    for i, batch in enumerate(bar):
+        batch = _to_device(batch, device, channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss, metrics = step(run_model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if grad_clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if scheduler is not None and scheduler_interval == "step":
+            scheduler.step()
+
+        n = _batch_size(batch)
+        images += n
+        loss = loss.detach().float()
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
+        for name, value in {"loss": loss, **metrics}.items():
+            sums[name] = sums.get(name, 0) + value.detach().float() * n
+        if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:
+            bad = int(first_bad)
+            if bad >= 0:
+                raise NonFiniteLossError(
+                    f"the loss became {float(sums['loss']):.4g} at epoch {epoch + 1}, step {bad + 1} of "
+                    f"{steps_per_epoch}{_last_good(last_good)}. Lower the learning rate, check the inputs for "
+                    f"NaN, or clip gradients (grad_clip=); a run with changed settings starts afresh.")
+        if progress and (i + 1) % log_every == 0:
+            bar.set_postfix(loss=f"{float(sums['loss']) / images:.3f}")
+    if scheduler is not None and scheduler_interval == "epoch":
+        scheduler.step()
+    seconds = time.perf_counter() - began  # exact on a GPU: the NaN check at the last step synchronised
+    return {"epoch": epoch + 1, **{k: float(v) / images for k, v in sums.items()},
+            "lr": optimizer.param_groups[0]["lr"], "images": images, "seconds": seconds,
+            "images_per_s": images / seconds}
+
+
+def _last_good(path) -> str:
+    if path is None or not Path(path).exists():
+        return "; no checkpoint of this run was written"
+    return f"; the last good checkpoint of this run is {path}"
+
+
+def _refuse_non_finite(model: torch.nn.Module, record: dict, epoch: int, epochs: int, path) -> None:
+    """Never save weights that are not finite: a finite training loss can hide weights or BatchNorm
+    statistics that overflowed in the last step, which show as a NaN validation loss."""
+    bad = [k for k in ("loss", "val_loss") if k in record and not np.isfinite(record[k])]
+    if not checkpoints.all_finite(model.state_dict().values()):
+        bad.append("weights or BatchNorm statistics")
+    if bad:
+        raise NonFiniteLossError(
+            f"after epoch {epoch + 1} of {epochs} these are not finite: {', '.join(bad)}; this epoch was not "
+            f"saved{_last_good(path)}. Lower the learning rate or clip gradients (grad_clip=); a run with "
+            f"changed settings starts afresh.")
 
 
 def _epoch_line(record: dict, epochs: int) -> str:

@@ -64,6 +64,22 @@ def test_rgb_weights_into_a_grayscale_stem_sum_the_channels():
     torch.testing.assert_close(gray.stem.conv.weight, tv.conv1.weight.sum(dim=1, keepdim=True))
 
 
+def test_unrelated_weights_are_refused_with_what_did_not_match():
+    narrow = models.resnet18(widths=(8, 16, 32, 64))
+    full = models.resnet18()
+    before = full.stem.conv.weight.clone()
+    with pytest.raises(ValueError, match=r"does not fit this model: 100 of its 122 tensors.*layer1.0.bn1.bias: ours "
+                                         r"\(64,\), theirs \(8,\)"):
+        models.load_weights(full, narrow.state_dict(), verbose=False)
+    with pytest.raises(ValueError, match="absent"):
+        models.load_weights(full, {"unrelated.weight": torch.zeros(3)}, verbose=False)
+    assert torch.equal(full.stem.conv.weight, before)  # nothing was loaded
+    # a new stem as well as a new head, when asked for
+    gray = models.resnet18(in_channels=3, stem="cifar", num_classes=5)
+    missing = models.load_weights(gray, models.resnet18(stem="imagenet").state_dict(), new=("head.", "stem."), verbose=False)
+    assert missing == ["head.fc.bias", "head.fc.weight", "stem.conv.weight"]
+
+
 def test_checkpoint_path_loads(tmp_path):
     src = models.resnet18(widths=(8, 16, 32, 64))
     torch.save({"model": src.state_dict(), "epoch": 3}, tmp_path / "ckpt.pt")

@@ -1,5 +1,7 @@
 """Pretrained weights: the course's Tiny ImageNet ResNet-18 is trained once, reused, loadable, and
 used in place of ImageNet weights (saying so) when those cannot be downloaded."""
+import re
+
 import pytest
 import torch
 
@@ -16,7 +18,9 @@ def pretrained(data_dir, tmp_path_factory):
 
 def test_tiny_imagenet_pretraining_saves_a_loadable_resnet18(pretrained):
     out, weights = pretrained
-    assert [f.name for f in out.iterdir()] == ["tiny-imagenet-resnet18-e1-n1-v1-16px-b100-lr0.01-s0.pt"]
+    files = [f.name for f in out.iterdir()]
+    assert len(files) == 1 and re.fullmatch(r"tiny-imagenet-resnet18-[0-9a-f]{12}\.pt", files[0]), files
+    assert "optimizer" not in torch.load(out / files[0], weights_only=True)  # finished: weights and history only
     assert len(weights.classes) == 200 and weights.details["train_images"] == 200 and weights.image_size == 16
     assert weights.classes[0] == "goldfish"  # names from words.txt, in wnids.txt order
     model = models.resnet18(num_classes=10, stem="imagenet")
@@ -27,11 +31,22 @@ def test_tiny_imagenet_pretraining_saves_a_loadable_resnet18(pretrained):
 
 def test_a_finished_pretraining_is_reused_not_repeated(pretrained, data_dir, monkeypatch):
     out, weights = pretrained
-    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(train, "_train_one_epoch", lambda *a, **k: pytest.fail("trained again"))
     again = transfer.pretrain_tiny_imagenet(data_dir=data_dir, output_dir=out, device="cpu", **RECIPE)
     assert again.details == weights.details and again.classes == weights.classes
     for key, value in weights.state_dict.items():
         torch.testing.assert_close(again.state_dict[key], value)
+
+
+def test_a_changed_recipe_pretrains_anew_beside_the_old_one(pretrained, data_dir, monkeypatch):
+    out, weights = pretrained
+    epochs_trained = []
+    real = train._train_one_epoch
+    monkeypatch.setattr(train, "_train_one_epoch", lambda *a, **k: epochs_trained.append(1) or real(*a, **k))
+    changed = transfer.pretrain_tiny_imagenet(data_dir=data_dir, output_dir=out, device="cpu",
+                                              **{**RECIPE, "weight_decay": 1e-3})
+    assert epochs_trained == [1] and len(list(out.iterdir())) == 2
+    assert not torch.equal(changed.state_dict["head.fc.weight"], weights.state_dict["head.fc.weight"])
 
 
 def test_falls_back_to_tiny_imagenet_when_imagenet_weights_cannot_be_had(pretrained, data_dir, monkeypatch, capsys):

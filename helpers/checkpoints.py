@@ -1,0 +1,292 @@
+"""Checkpoints that resume only the run that wrote them.
+
+A run's *identity* is everything that decides its result and that the training loop can see: the
+model (architecture, initial weights and buffers, which parameters learn), the optimizer (class,
+every hyperparameter of every group, which parameters are in which group), the scheduler's settings,
+the step function (its code, the arguments bound to it, the globals it reads), the training batches
+(the data itself, batch size, augmentations, seed), the validation batches, the global RNG state, the
+precision, and anything extra the caller passes. `fit` derives it itself, so a notebook cannot forget
+a field: the checkpoint `runs/01_course.pt` is stored as `runs/01_course-<hash>.pt`, and a run whose
+learning rate, seed, data or weights changed finds no file under its own hash and trains anew, while
+an identical rerun (a Colab session that disconnected) resumes. Older runs' files stay where they
+were; nothing is overwritten.
+
+Writes are atomic (a temporary file unique to the process, then a rename), every error names the
+file, and a finished run keeps only its weights, history and RNG state (no optimizer state).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import hashlib
+import json
+import os
+import pickle
+import secrets
+import tempfile
+import types
+import weakref
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class CheckpointError(OSError):
+    """A checkpoint could not be written or read; the message names the file and what to do."""
+
+
+# ----------------------------------------------------------------------------- identity
+
+_tensor_digests: dict[int, tuple[int, str]] = {}  # id -> (version, digest): a split is hashed once, not per run
+
+
+def _digest(t: torch.Tensor) -> str:
+    cpu = t.detach().cpu().contiguous()
+    if cpu.dtype == torch.bfloat16:  # numpy has no bfloat16: hash its bits
+        cpu = cpu.view(torch.int16)
+    h = hashlib.sha1(f"{cpu.dtype}{tuple(cpu.shape)}".encode())
+    h.update(memoryview(cpu.numpy()).cast("B"))
+    return h.hexdigest()
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    """A content hash of a tensor (dtype, shape and values; the memory layout does not matter).
+
+    Large tensors (a whole split) are hashed once per object and in-place version; the entry goes
+    when the tensor does, so a new tensor at a reused address is never mistaken for an old one.
+    """
+    if t.numel() < 1_000_000:
+        return _digest(t)
+    cached = _tensor_digests.get(id(t))
+    if cached is not None and cached[0] == t._version:
+        return cached[1]
+    digest = _digest(t)
+    if cached is None:
+        weakref.finalize(t, _tensor_digests.pop, id(t), None)
+    _tensor_digests[id(t)] = (t._version, digest)
+    return digest
+
+
+_SIMPLE = (type(None), bool, int, float, str)
+
+
+def _is_simple(value, depth: int = 0) -> bool:
+    if isinstance(value, _SIMPLE):
+        return True
+    if isinstance(value, (tuple, list, frozenset)) and depth < 3 and len(value) <= 64:
+        return all(_is_simple(v, depth + 1) for v in value)
+    if isinstance(value, dict) and depth < 3 and len(value) <= 64:
+        return all(isinstance(k, str) and _is_simple(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _code(code: types.CodeType, globals_: dict, seen: set) -> dict:
+    """A function body: its bytecode, constants, and the simple globals it reads (a top-cell
+    hyperparameter such as MARGIN used inside a step function belongs to the run's identity)."""
+    h = hashlib.sha1(code.co_code)
+    nested = []
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            nested.append(_code(const, globals_, seen))
+        else:
+            h.update(repr(const).encode())
+    read = {}
+    for name in code.co_names:
+        if name in globals_ and name not in seen:
+            value = globals_[name]
+            if _is_simple(value):
+                read[name] = value
+            elif isinstance(value, (torch.nn.Module, torch.Tensor)):
+                read[name] = fingerprint(value, seen={id(value)})
+    return {"code": h.hexdigest(), "names": list(code.co_names), "reads": read, "nested": nested}
+
+
+def fingerprint(obj, *, seen: set | None = None, depth: int = 0):
+    """A JSON-able description of `obj` that changes whenever what it computes may change.
+
+    Objects can define `__fingerprint__()` to say what matters about them (GpuBatches does).
+    """
+    seen = set() if seen is None else seen
+    if isinstance(obj, _SIMPLE):
+        return obj if not isinstance(obj, float) or np.isfinite(obj) else repr(obj)
+    if id(obj) in seen:
+        return "<seen>"
+    if depth > 8:
+        return f"<{type(obj).__qualname__}>"
+    seen = seen | {id(obj)}
+    recurse = functools.partial(fingerprint, seen=seen, depth=depth + 1)
+    if isinstance(obj, torch.Tensor):
+        return {"tensor": tensor_digest(obj), "requires_grad": obj.requires_grad}
+    if isinstance(obj, np.ndarray):
+        return {"array": tensor_digest(torch.from_numpy(np.ascontiguousarray(obj)))}
+    if isinstance(obj, (torch.device, torch.dtype, Path, enum.Enum)):
+        return str(obj)
+    if isinstance(obj, (list, tuple)):
+        return [recurse(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted(json.dumps(recurse(v), sort_keys=True) for v in obj)
+    if isinstance(obj, dict):
+        return {str(k): recurse(v) for k, v in obj.items()}
+    if hasattr(obj, "__fingerprint__") and not isinstance(obj, type):
+        return {"type": _qualname(type(obj)), **recurse(obj.__fingerprint__())}
+    if isinstance(obj, functools.partial):
+        return {"partial": recurse(obj.func), "args": recurse(obj.args), "keywords": recurse(obj.keywords)}
+    if isinstance(obj, types.MethodType):
+        return {"method": recurse(obj.__func__), "of": recurse(obj.__self__)}
+    if isinstance(obj, types.FunctionType):
+        closure = [c.cell_contents for c in obj.__closure__ or () if _cell_filled(c)]
+        return {"function": _qualname(obj), **_code(obj.__code__, obj.__globals__, seen),
+                "defaults": recurse(obj.__defaults__), "kwdefaults": recurse(obj.__kwdefaults__),
+                "closure": recurse(closure)}
+    if isinstance(obj, (types.BuiltinFunctionType, type)):
+        return _qualname(obj)
+    if isinstance(obj, torch.nn.Module):
+        return {"module": _qualname(type(obj)), "repr": repr(obj),
+                "state": {k: tensor_digest(v) for k, v in obj.state_dict().items()},
+                "frozen": [n for n, p in obj.named_parameters() if not p.requires_grad]}
+    if dataclasses.is_dataclass(obj):
+        return {"type": _qualname(type(obj)), **{f.name: recurse(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+    if hasattr(obj, "__dict__"):  # a DataLoader, a sampler, a torchvision transform ...
+        public = {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+        return {"type": _qualname(type(obj)), **{k: recurse(v) for k, v in public.items()}}
+    return {"type": _qualname(type(obj)), "repr": _stable_repr(obj)}
+
+
+def _cell_filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def _qualname(obj) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+def _stable_repr(obj) -> str:
+    text = repr(obj)
+    return "" if " at 0x" in text else text  # an address differs from run to run
+
+
+def _parameter_names(model: torch.nn.Module) -> dict[int, str]:
+    return {id(p): name for name, p in model.named_parameters()}
+
+
+def optimizer_identity(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict:
+    """Class, every hyperparameter of every group, and which of the model's parameters each group holds."""
+    names = _parameter_names(model)
+    groups = []
+    for group in optimizer.param_groups:
+        settings = {k: fingerprint(v) for k, v in group.items() if k != "params"}
+        settings["params"] = [names.get(id(p), f"<not in the model: {tuple(p.shape)}>") for p in group["params"]]
+        groups.append(settings)
+    return {"type": _qualname(type(optimizer)), "groups": groups, "has_state": bool(optimizer.state)}
+
+
+def run_identity(**parts) -> dict:
+    """`fingerprint` of every part, keyed by its name (model=, optimizer=, ... as `fit` passes them)."""
+    return {name: fingerprint(value) for name, value in parts.items()}
+
+
+def identity_hash(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def differences(old: dict, new: dict, limit: int = 6) -> list[str]:
+    """The dotted paths where two identities differ, at most `limit` of them: what changed between runs."""
+    found: list[str] = []
+
+    def walk(a, b, path: str) -> None:
+        if len(found) >= limit or a == b:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{path}.{k}" if path else k)
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b)):
+                walk(x, y, f"{path}[{i}]")
+        else:
+            short = lambda v: (s if len(s := json.dumps(v, default=str)) < 60 else s[:57] + "...")  # noqa: E731
+            found.append(f"{path}: {short(a)} -> {short(b)}")
+
+    walk(old, new, "")
+    return found
+
+
+def run_path(checkpoint: str | Path, digest: str) -> Path:
+    """`runs/01_course.pt` -> `runs/01_course-<digest>.pt`: one file per run identity."""
+    checkpoint = Path(checkpoint)
+    suffix = checkpoint.suffix or ".pt"
+    return checkpoint.with_name(f"{checkpoint.stem}-{digest}{suffix}")
+
+
+def other_runs(checkpoint: str | Path, digest: str) -> list[Path]:
+    """Checkpoints of other identities under the same name (older settings of the same experiment)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.parent.is_dir():
+        return []
+    pattern = f"{checkpoint.stem}-" + "?" * len(digest) + (checkpoint.suffix or ".pt")
+    return sorted(p for p in checkpoint.parent.glob(pattern) if p != run_path(checkpoint, digest))
+
+
+# ----------------------------------------------------------------------------- files
+
+def check_writable(folder: str | Path) -> None:
+    """Create `folder` and write a probe file into it, so that a read-only or full folder fails now,
+    before the first epoch, not an hour later."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot write checkpoints into {folder} ({type(err).__name__}: {err}). Make the folder writable, "
+            f"free disk space (df -h {folder}), or set COURSE_OUTPUT_DIR to another folder.") from None
+
+
+def save(path: str | Path, state: dict) -> None:
+    """Write `state` to a temporary file unique to this process, then rename it over `path`: a run killed
+    mid-write, or a second process writing the same path, never leaves a half-written checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        tmp.unlink(missing_ok=True)
+        kept = f"the previous version of {path.name} is intact" if path.exists() else "nothing was written"
+        raise CheckpointError(
+            f"could not write the checkpoint {path} ({type(err).__name__}: {err}); {kept}. Free disk space "
+            f"(df -h {path.parent}) or point COURSE_OUTPUT_DIR at another folder, then run the cell again.") from None
+
+
+def load(path: str | Path, device: torch.device | str = "cpu") -> dict:
+    """Read a checkpoint; a truncated, empty or foreign file raises CheckpointError naming it."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise EOFError("the file is empty")
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(
+            f"the checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}): "
+            f"it is truncated or damaged (a copy that did not finish, a full disk). Delete it to train this run "
+            f"again from the start.") from None
+    if not isinstance(state, dict) or "model" not in state or "history" not in state:
+        raise CheckpointError(f"{path} is not a checkpoint written by fit (no model and history in it). "
+                              f"Move it away, or pass another checkpoint path.")
+    return state
+
+
+def all_finite(tensors) -> bool:
+    """Whether every floating-point tensor holds only finite values (one device sync)."""
+    checks = [torch.isfinite(t).all() for t in tensors if torch.is_floating_point(t)]
+    return bool(torch.stack(checks).all()) if checks else True
