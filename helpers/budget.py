@@ -1,0 +1,265 @@
+"""How much compute a notebook's profile needs, said before its first training cell.
+
+`training_flops` counts the FLOPs of training one image (forward and backward, with
+torch.utils.flop_counter); a `Plan` lists what a notebook will train (each model, at what
+resolution, for how many images in total) and `Plan.report` prints the total with two estimates:
+one for a T4 (from `T4_TFLOPS`) and one for the device at hand, from timing a few real steps.
+
+    plan = budget.Plan("02_augmentation")
+    plan.add("seed 002 rows", lambda: models.resnet18(), images=5 * 60 * 50_000, size=32)
+    plan.report(rt.device)
+
+FLOPs here are what flop_counter counts: matrix products and convolutions (2 per multiply-add).
+Bias additions, BatchNorm, activations, the loss and the optimizer step are not counted; in a
+ResNet they are well under 1% of the arithmetic, though not of the memory traffic.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .train import autocast_dtype
+
+# ----------------------------------------------------------------------------- the T4 assumption
+
+# NVIDIA DeepLearningExamples, PyTorch/Classification/ConvNets/resnet50v1.5/README.md (results from
+# the pytorch-21.03 NGC container, repository commit 291f0d02e815b148fa5c2b81bf07aa3552142895).
+# The README measures T4 inference, but not T4 training; it does measure both on a V100.
+T4_RESNET50_INFERENCE_IMAGES_PER_S = 1198  # "Inference performance: NVIDIA T4", mixed precision, batch 256
+V100_RESNET50_INFERENCE_IMAGES_PER_S = 3382  # "Inference performance: NVIDIA DGX-1 (1x V100 16GB)", mixed, batch 256
+V100_RESNET50_TRAINING_IMAGES_PER_S = 1200  # "Training performance: NVIDIA DGX-1 16GB", 1 GPU, mixed precision
+# T4 training throughput, assuming a T4 keeps the V100's training-to-inference ratio: ≈ 425 img/s
+T4_RESNET50_TRAINING_IMAGES_PER_S = (T4_RESNET50_INFERENCE_IMAGES_PER_S * V100_RESNET50_TRAINING_IMAGES_PER_S
+                                     / V100_RESNET50_INFERENCE_IMAGES_PER_S)
+# training_flops(torchvision.models.resnet50(), 224) (tests/test_budget.py recounts it)
+RESNET50_TRAINING_FLOPS = 24_299_077_632
+
+T4_TFLOPS = T4_RESNET50_TRAINING_IMAGES_PER_S * RESNET50_TRAINING_FLOPS / 1e12  # ≈ 10.3
+"""Sustained training throughput assumed for a T4 (Colab's GPU), in TFLOP/s: ≈ 10.3.
+
+Where it comes from: NVIDIA's DeepLearningExamples ResNet-50 v1.5 (PyTorch) README publishes, in
+one container release (pytorch-21.03), mixed-precision inference on a T4 (1198 img/s at batch 256)
+and on a V100 16GB (3382 img/s), and mixed-precision training on that V100 (1200 img/s); it has
+no T4 training figure. Scaling the T4's inference by the V100's training/inference ratio gives
+≈ 425 training img/s, times 24.3 GFLOP to train ResNet-50 on one 224-px image
+(`training_flops(torchvision.models.resnet50(), 224)`) = 10.3 TFLOP/s, 16% of the T4's 65 TFLOP/s
+FP16 tensor-core peak. That scaling is itself optimistic: training leans harder on memory
+bandwidth than inference, and a T4 has a third of a V100's (320 vs 900 GB/s).
+
+Small 32-px ResNets use a GPU less efficiently than ResNet-50 at 224 px (smaller matrices, more
+time in BatchNorm, activations and kernel launches per FLOP), so for the course's CIFAR models the
+T4 estimate is optimistic: read it as a lower bound on the time, not a forecast.
+"""
+
+# ----------------------------------------------------------------------------- counting
+
+
+def _loss(output, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy for (N, classes) logits; else the mean square of every output tensor (e.g. an
+    autoencoder's reconstruction, a tuple of embeddings): something to call backward on."""
+    if isinstance(output, torch.Tensor) and output.dim() == 2 and output.is_floating_point():
+        if labels is None:
+            labels = torch.randint(output.shape[1], (len(output),), device=output.device)
+        return F.cross_entropy(output.float(), labels)
+    if isinstance(output, dict):
+        output = list(output.values())
+    tensors = [output] if isinstance(output, torch.Tensor) else [t for t in output if isinstance(t, torch.Tensor)]
+    tensors = [t for t in tensors if t.is_floating_point()]
+    if not tensors:
+        raise TypeError(f"the model returned no floating-point tensor to train on ({type(output).__name__})")
+    return sum(t.float().pow(2).mean() for t in tensors)
+
+
+def _set_trainable(model: nn.Module, trainable: tuple[str, ...] | None) -> None:
+    """requires_grad on every parameter (None) or only on those of the named submodules."""
+    if trainable is None:
+        model.requires_grad_(True)
+        return
+    if isinstance(trainable, str):  # ("head") without the comma is a string, not a tuple
+        trainable = (trainable,)
+    try:
+        parts = [model.get_submodule(name) for name in trainable]
+    except AttributeError as err:
+        raise ValueError(f"trainable names submodules of the model (e.g. ('head',)); {err}") from None
+    model.requires_grad_(False)
+    for part in parts:
+        part.requires_grad_(True)
+
+
+def training_flops(model: nn.Module, size: int, in_channels: int = 3,
+                   trainable: tuple[str, ...] | None = None, *, batch: int = 2) -> float:
+    """FLOPs to train on one image of size×size: forward and backward, counted by flop_counter.
+
+    The count runs on a copy of the model, on the CPU, in train mode, with `batch` random images,
+    and is divided by the batch. trainable: None trains every parameter; a tuple of submodule names
+    (e.g. ("head",)) trains only theirs, and the backward pass then stops where nothing before it
+    needs a gradient, as it does in real training; () trains nothing and counts the forward pass
+    alone. The input needs no gradient, so the first layer computes only its weight gradient. The
+    model passed in is left as it was.
+    """
+    # a copy: BatchNorm's running statistics and requires_grad of the caller's model stay untouched
+    model = copy.deepcopy(model).cpu().train()
+    _set_trainable(model, trainable)
+    x = torch.randn(batch, in_channels, size, size)
+    with FlopCounterMode(display=False) as counter:
+        loss = _loss(model(x))
+        if loss.requires_grad:  # no trainable parameter: forward only
+            loss.backward()
+    return counter.get_total_flops() / batch
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def seconds_per_image(make_model: Callable[[], nn.Module], size: int, device: torch.device | str, *,
+                      in_channels: int = 3, trainable: tuple[str, ...] | None = None,
+                      steps: int = 3, batch_size: int = 32) -> float:
+    """Time `steps` training steps (SGD, cross-entropy, random data) after one warm-up step.
+
+    The step is set up as `train.fit` sets up its own: mixed precision on CUDA, channels_last on
+    CUDA and the CPU. The warm-up step takes cuDNN's autotuning and the first allocations out of the
+    timing. A small batch on a big GPU underestimates its throughput; pass the notebook's batch size.
+    """
+    device = torch.device(device)
+    model = make_model().to(device).train()
+    _set_trainable(model, trainable)
+    channels_last = device.type in ("cuda", "cpu")  # what fit() uses by default
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    amp_dtype = autocast_dtype(device, amp=True)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(parameters, lr=1e-3, momentum=0.9) if parameters else None
+    x = torch.randn(batch_size, in_channels, size, size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def step():
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = _loss(model(x))
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    step()
+    _synchronize(device)
+    began = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _synchronize(device)
+    return (time.perf_counter() - began) / (steps * batch_size)
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def _device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return f"CPU ({torch.get_num_threads()} threads)"
+    return device.type.upper()
+
+
+class Plan:
+    """What a notebook trains in its current profile: one row per model, resolution and image count.
+
+    FLOP counts are cached per model structure (repr and parameter count), size, input channels and
+    trainable parts, so rows that train the same model (seeds, learning rates, augmentations) are
+    counted once, and timed once by `report`.
+    """
+
+    def __init__(self, title: str):
+        self.title = title
+        self.rows: list[dict] = []
+        self._flops: dict[tuple, float] = {}  # cache key -> FLOPs per image
+        self._builders: dict[tuple, tuple] = {}  # cache key -> (make_model, size, in_channels, trainable)
+
+    def add(self, name: str, make_model: Callable[[], nn.Module], *, images: int, size: int,
+            in_channels: int = 3, trainable: tuple[str, ...] | None = None) -> None:
+        """One training run (or several alike): `images` pushed through the model in total
+        (epochs × images per epoch × runs). make_model builds it; it is built here, on the CPU, to count."""
+        if isinstance(make_model, nn.Module) or not callable(make_model):
+            raise TypeError("make_model is a function that builds the model, e.g. lambda: models.resnet18()")
+        if images < 0:
+            raise ValueError(f"images must be ≥ 0, not {images}")
+        if isinstance(trainable, str):
+            trainable = (trainable,)
+        trainable = tuple(trainable) if trainable is not None else None
+        model = make_model()
+        key = (repr(model), sum(p.numel() for p in model.parameters()), size, in_channels, trainable)
+        if key not in self._flops:
+            self._flops[key] = training_flops(model, size, in_channels, trainable)
+            self._builders[key] = (make_model, size, in_channels, trainable)
+        flops = self._flops[key]
+        self.rows.append({"name": name, "size": size, "trainable": trainable, "images": int(images),
+                          "flops_per_image": flops, "pflop": images * flops / 1e15, "_key": key})
+
+    @property
+    def pflop(self) -> float:
+        return sum(row["pflop"] for row in self.rows)
+
+    def report(self, device: torch.device | str, *, measure: bool = True, steps: int = 3,
+               batch_size: int = 32) -> dict:
+        """Print the table, the total and the estimates (T4, and `device` when measure); return them.
+
+        Returns {"pflop", "t4_minutes", "device_minutes" (None without measure), "t4_tflops", "rows"}.
+        """
+        device = torch.device(device)
+        pflop = self.pflop
+        t4_minutes = pflop * 1e15 / (T4_TFLOPS * 1e12) / 60
+        timed: dict[tuple, float] = {}
+        if measure:
+            for key, (make_model, size, in_channels, trainable) in self._builders.items():
+                if any(row["_key"] == key and row["images"] for row in self.rows):
+                    timed[key] = seconds_per_image(make_model, size, device, in_channels=in_channels,
+                                                   trainable=trainable, steps=steps, batch_size=batch_size)
+        rows = []
+        for row in self.rows:
+            out = {k: v for k, v in row.items() if k != "_key"}
+            if row["_key"] in timed:
+                seconds = timed[row["_key"]]
+                out["seconds_per_image"] = seconds
+                out["device_tflops"] = row["flops_per_image"] / seconds / 1e12
+                out["device_minutes"] = row["images"] * seconds / 60
+            rows.append(out)
+        device_minutes = sum(r.get("device_minutes", 0.0) for r in rows) if measure else None
+
+        width = max([len(r["name"]) for r in rows] + [len("total")])
+        print(f"compute budget: {self.title} (training FLOPs per image, forward + backward, counted by flop_counter)")
+        print(f"  {'':<{width}}  {'size':>4}  {'GFLOP/image':>11}  {'images':>13}  {'PFLOP':>8}"
+              + (f"  {'TFLOP/s here':>12}" if measure else ""))
+        for r in rows:
+            line = (f"  {r['name']:<{width}}  {r['size']:>4}  {r['flops_per_image'] / 1e9:>11.3f}  "
+                    f"{r['images']:>13,}  {r['pflop']:>8.3f}")
+            if "device_tflops" in r:
+                line += f"  {r['device_tflops']:>12.3f}"
+            print(line)
+        print(f"  {'total':<{width}}  {'':>4}  {'':>11}  {sum(r['images'] for r in rows):>13,}  {pflop:>8.3f}")
+        print(f"T4 estimate: {_minutes(t4_minutes)} = {pflop:.3g} PFLOP / {T4_TFLOPS:.1f} TFLOP/s")
+        print(f"  assumed T4 rate: ResNet-50 mixed-precision training, "
+              f"{T4_RESNET50_TRAINING_IMAGES_PER_S:.0f} img/s × "
+              f"{RESNET50_TRAINING_FLOPS / 1e9:.1f} GFLOP, derived from NVIDIA DeepLearningExamples' published T4 and "
+              f"V100 throughputs (helpers.budget.T4_TFLOPS); optimistic for 32-px models")
+        if measure:
+            print(f"{_device_label(device)} estimate: {_minutes(device_minutes)}, from timing {steps} training "
+                  f"steps of {batch_size} images per model after a warm-up step")
+        return {"pflop": pflop, "t4_minutes": t4_minutes, "device_minutes": device_minutes,
+                "t4_tflops": T4_TFLOPS, "rows": rows}
+
+
+def _minutes(minutes: float) -> str:
+    return f"{minutes:,.1f} min" if minutes < 120 else f"{minutes:,.0f} min ({minutes / 60:,.1f} h)"

@@ -1,0 +1,145 @@
+"""The compute budget: FLOP counts against hand counts and torchinfo, frozen parts, the plan's sums,
+its cache, and the estimates it reports."""
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from helpers import budget, models
+
+
+def test_linear_layer_costs_its_forward_plus_its_weight_gradient():
+    # forward: 2·in·out per image (bias additions are not counted). The input needs no gradient,
+    # so the backward pass computes only the weight gradient: another 2·in·out.
+    n_in, n_out = 7, 5
+    model = nn.Sequential(nn.Flatten(), nn.Linear(n_in, n_out))
+    assert budget.training_flops(model, size=1, in_channels=n_in) == 4 * n_in * n_out
+
+
+def test_a_second_linear_layer_also_pays_for_its_input_gradient():
+    # layer 2's input is layer 1's output, which needs a gradient: its backward is 2× its forward
+    a, b, c = 12, 9, 4
+    model = nn.Sequential(nn.Flatten(), nn.Linear(a, b), nn.ReLU(), nn.Linear(b, c))
+    assert budget.training_flops(model, size=1, in_channels=a) == 4 * a * b + 6 * b * c
+
+
+def test_convolutions_match_the_hand_count():
+    conv1 = nn.Conv2d(3, 4, 3, padding=1)  # 8×8 -> 8×8
+    conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)  # 8×8 -> 4×4
+    forward1 = 2 * (4 * 8 * 8) * (3 * 3 * 3)  # 2 · output elements · multiply-adds per output
+    forward2 = 2 * (6 * 4 * 4) * (4 * 3 * 3)
+    assert budget.training_flops(nn.Sequential(conv1), size=8) == 2 * forward1
+    assert budget.training_flops(nn.Sequential(conv1, conv2), size=8) == 2 * forward1 + 3 * forward2
+    assert budget.training_flops(nn.Sequential(conv1, conv2), size=8, trainable=()) == forward1 + forward2
+
+
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+def test_resnet18_forward_agrees_with_torchinfo(stem):
+    model = models.resnet18(stem=stem)
+    forward = budget.training_flops(model, size=32, trainable=())  # nothing trains: forward only
+    mult_adds = models.summary(model, input_size=(1, 3, 32, 32)).total_mult_adds
+    assert forward == pytest.approx(2 * mult_adds, rel=0.02)
+
+
+def test_full_training_is_three_forwards_less_the_first_layers_input_gradient():
+    model = models.resnet18(stem="cifar")
+    forward = budget.training_flops(model, size=32, trainable=())
+    stem_conv = 2 * (64 * 32 * 32) * (3 * 3 * 3)
+    assert budget.training_flops(model, size=32) == 3 * forward - stem_conv
+
+
+def test_a_frozen_backbone_costs_the_forward_plus_the_heads_weight_gradient():
+    model = models.resnet18(stem="cifar", num_classes=10)
+    forward = budget.training_flops(model, size=32, trainable=())
+    frozen = budget.training_flops(model, size=32, trainable=("head",))
+    full = budget.training_flops(model, size=32)
+    assert forward < frozen < full
+    assert frozen - forward == 2 * 512 * 10  # the head's input (pooled features) needs no gradient
+    assert budget.training_flops(model, size=32, trainable=("layer4", "head")) < full
+
+
+def test_counting_leaves_the_model_as_it_was():
+    model = models.resnet18(widths=(8, 16, 32, 64)).eval()
+    model.stem.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    budget.training_flops(model, size=16, trainable=("head",))
+    budget.training_flops(model, size=16)
+    assert not model.training
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN running stats too
+
+
+def test_unknown_trainable_part_is_an_error():
+    with pytest.raises(ValueError, match="trainable"):
+        budget.training_flops(models.resnet18(widths=(8, 16, 32, 64)), size=16, trainable=("fc",))
+
+
+def _tiny(n_in=3 * 4 * 4, n_out=5):
+    return lambda: nn.Sequential(nn.Flatten(), nn.Linear(n_in, n_out))
+
+
+def test_plan_total_is_images_times_flops():
+    plan = budget.Plan("toy")
+    plan.add("a", _tiny(), images=1000, size=4)
+    plan.add("b", _tiny(), images=250, size=4)
+    plan.add("c", _tiny(3 * 8 * 8, 7), images=10, size=8)
+    flops_4, flops_8 = 4 * 48 * 5, 4 * 192 * 7
+    assert [r["flops_per_image"] for r in plan.rows] == [flops_4, flops_4, flops_8]
+    expected = [1000 * flops_4 / 1e15, 250 * flops_4 / 1e15, 10 * flops_8 / 1e15]
+    assert [r["pflop"] for r in plan.rows] == pytest.approx(expected)
+    assert plan.pflop == pytest.approx((1250 * flops_4 + 10 * flops_8) / 1e15)
+
+
+def test_plan_counts_each_model_size_and_trainable_part_once(monkeypatch):
+    calls = []
+    count = budget.training_flops
+
+    def counting(*args, **kwargs):
+        calls.append(args[1:])
+        return count(*args, **kwargs)
+
+    monkeypatch.setattr(budget, "training_flops", counting)
+    make = lambda: models.resnet18(widths=(8, 16, 32, 64))  # noqa: E731
+    plan = budget.Plan("cache")
+    for seed in range(3):
+        plan.add(f"seed {seed}", make, images=100, size=16)
+    plan.add("another size", make, images=100, size=32)
+    plan.add("probe", make, images=100, size=16, trainable=("head",))
+    plan.add("probe again", make, images=100, size=16, trainable=("head",))
+    plan.add("wider", lambda: models.resnet18(widths=(8, 16, 32, 128)), images=100, size=16)
+    assert len(calls) == 4
+    assert len({r["flops_per_image"] for r in plan.rows}) == 4
+
+
+def test_report_without_measuring_gives_the_t4_estimate(capsys):
+    plan = budget.Plan("toy")
+    plan.add("a", _tiny(), images=10**9, size=4)
+    result = plan.report("cpu", measure=False)
+    assert result["pflop"] == pytest.approx(plan.pflop)
+    assert result["t4_minutes"] == pytest.approx(result["pflop"] * 1e15 / (budget.T4_TFLOPS * 1e12) / 60)
+    assert result["device_minutes"] is None
+    out = capsys.readouterr().out
+    assert "T4 estimate" in out and f"{budget.T4_TFLOPS:.1f} TFLOP/s" in out  # the assumption, stated
+    assert "toy" in out and "a" in out
+
+
+def test_report_measures_this_device(capsys):
+    plan = budget.Plan("toy")
+    plan.add("small", lambda: models.resnet18(widths=(4, 8, 16, 32)), images=5000, size=16)
+    plan.add("small again", lambda: models.resnet18(widths=(4, 8, 16, 32)), images=1000, size=16)
+    plan.add("probe", lambda: models.resnet18(widths=(4, 8, 16, 32)), images=5000, size=16, trainable=("head",))
+    result = plan.report(torch.device("cpu"), measure=True, steps=2, batch_size=8)
+    assert result["device_minutes"] > 0
+    rows = result["rows"]
+    assert all(r["seconds_per_image"] > 0 and r["device_tflops"] > 0 for r in rows)
+    assert rows[0]["seconds_per_image"] == rows[1]["seconds_per_image"]  # one model, timed once
+    assert result["device_minutes"] == pytest.approx(sum(r["images"] * r["seconds_per_image"] for r in rows) / 60)
+    assert "estimate" in capsys.readouterr().out.split("T4 estimate")[1]  # the device line follows
+
+
+def test_t4_assumption_uses_resnet50s_counted_training_flops():
+    # RESNET50_TRAINING_FLOPS is a recorded count; recount it (batch 1 keeps this test to seconds)
+    assert budget.training_flops(torchvision.models.resnet50(), 224, batch=1) == budget.RESNET50_TRAINING_FLOPS
+    assert budget.T4_TFLOPS == pytest.approx(1198 * 1200 / 3382 * budget.RESNET50_TRAINING_FLOPS / 1e12)
+    assert 5 < budget.T4_TFLOPS < 65  # below the T4's FP16 tensor-core peak
