@@ -1,0 +1,63 @@
+"""Assertions that training changed what it should: the ci profile's guard against a loop that learns nothing.
+
+A notebook at the ci profile trains for seconds on a few hundred images, so its accuracies are low,
+and an assertion like "the loss is finite" holds for a network that never learned. These checks bite:
+each compares what training produced with what no training would produce, with a margin worked out
+from the size of the data, and raises `LearningCheckError` (an AssertionError) when it cannot tell
+the two apart. `tests/test_notebooks_learn.py` cuts every gradient off and checks that each notebook
+then fails one of them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class LearningCheckError(AssertionError):
+    """Training did not change what it should have (accuracy at chance, weights that did not move)."""
+
+
+def chance_threshold(classes: int, n: int, sigmas: float = 3.0) -> float:
+    """The accuracy that a classifier guessing at random exceeds with probability about 0.1% (3 sigmas):
+    chance 1/classes plus `sigmas` binomial standard deviations for `n` test images."""
+    p = 1.0 / classes
+    return p + sigmas * math.sqrt(p * (1 - p) / n)
+
+
+def above_chance(accuracy: float, *, classes: int, n: int, what: str, sigmas: float = 3.0) -> float:
+    """Raise unless `accuracy` on `n` balanced images of `classes` classes beats chance by `sigmas` SDs.
+
+    A network whose weights never changed is a fixed random function: it scores chance on a balanced
+    set, and above the threshold only with probability about 0.1%.
+    """
+    threshold = chance_threshold(classes, n, sigmas)
+    if not accuracy > threshold:
+        raise LearningCheckError(
+            f"{what}: accuracy {accuracy:.2%} on {n} images is not above chance ({1 / classes:.1%}) by {sigmas:g} "
+            f"standard deviations ({threshold:.2%} needed): the network did not learn.")
+    return threshold
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the module's parameters, to compare with after training."""
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def moved(before: dict[str, torch.Tensor], module: torch.nn.Module, *, what: str) -> float:
+    """Raise unless training changed the parameters in `before`; return the relative change."""
+    after = dict(module.named_parameters())
+    change = sum(float((after[k].detach().cpu() - v.cpu()).norm()) for k, v in before.items())
+    size = sum(float(v.norm()) for v in before.values()) or 1.0
+    if change == 0.0:
+        raise LearningCheckError(f"{what}: training did not change a single parameter ({len(before)} tensors): "
+                                 f"no gradient reached the optimizer.")
+    return change / size
+
+
+def did_not_move(before: dict[str, torch.Tensor], module: torch.nn.Module, *, what: str) -> None:
+    """Raise unless every parameter in `before` is unchanged (a frozen backbone stayed frozen)."""
+    after = dict(module.named_parameters())
+    changed = [k for k, v in before.items() if not torch.equal(after[k].detach().cpu(), v.cpu())]
+    if changed:
+        raise AssertionError(f"{what}: {len(changed)} frozen tensors changed, e.g. {changed[:3]}")

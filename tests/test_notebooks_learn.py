@@ -1,0 +1,64 @@
+"""Every notebook's ci profile must fail one of its own learning checks when its networks cannot learn.
+
+The sabotage cuts every gradient off before each optimizer step (a global step pre-hook), so weights
+never change; BatchNorm statistics, data loading, evaluation and plotting all still run. A notebook
+whose ci assertions hold for a network that never learned fails this test. The notebooks are found by
+their names, so a new notebook is held to the same rule the day it is added.
+"""
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+import torch
+from nbformat.v4 import new_code_cell
+
+from helpers import checks, loader, models, train
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+SABOTAGE = '''
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+def _no_learning(optimizer, args, kwargs):   # test_notebooks_learn: no gradient reaches any optimizer
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
+
+_sabotage = register_optimizer_step_pre_hook(_no_learning)
+'''
+
+
+def test_the_sabotage_stops_every_weight_but_not_the_loop(tiny_data):
+    torch.manual_seed(0)
+    model = models.resnet18(num_classes=4, widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1))
+    before = checks.snapshot(model)
+    namespace = {}
+    exec(SABOTAGE, namespace)
+    try:
+        batches = loader.GpuBatches(tiny_data, batch_size=8, mean=(0.5,) * 3, std=(0.25,) * 3)
+        for opt in (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4),
+                    torch.optim.AdamW(model.parameters(), lr=1e-3)):
+            history = train.fit(model, batches, 2, opt, progress=False)
+            assert len(history) == 2
+        with pytest.raises(checks.LearningCheckError, match="did not change a single parameter"):
+            checks.moved(before, model, what="sabotaged")
+    finally:
+        namespace["_sabotage"].remove()
+
+
+def test_there_are_notebooks_to_check():
+    assert len(NOTEBOOKS) >= 3
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_notebook_whose_networks_cannot_learn_fails_its_own_check(notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "ci")
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.insert(0, new_code_cell(SABOTAGE))
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(notebook.parent)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError) as err:
+        client.execute()
+    assert err.value.ename == "LearningCheckError", f"{notebook.name} failed otherwise: {err.value}"
