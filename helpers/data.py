@@ -5,15 +5,21 @@
      offline data pack; STL-10's unlabeled split is `root/<folder>/unlabeled/*`),
   2. Tiny ImageNet's official layout `root/tiny-imagenet-200/` (train/<wnid>/images, val/...),
   3. the official download (torchvision's CIFAR10 and STL10 files, Tiny ImageNet's zip), checked
-     against its published MD5.
-The first decode writes one tensor file per split under `root/.cache/`; the cache records a
-fingerprint of its source (file names, sizes and times) and is rebuilt when that changes.
+     against its published MD5; a server that stays silent for DOWNLOAD_TIMEOUT seconds is given up.
+The first decode writes one tensor file per split under `root/.cache/`, named after the dataset,
+the folder it came from, the split and the image size; the cache records a fingerprint of its
+source (file names, sizes and times) and is rebuilt when that changes or its content is not what
+load() wrote.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import secrets
+import socket
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,11 +27,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+DOWNLOAD_TIMEOUT = 60  # seconds a download server may stay silent before we give up
 
 # Class lists in each dataset's official label order.
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
+OFFICIAL_CLASSES = {"cifar10": CIFAR10_CLASSES, "stl10": STL10_CLASSES}
 
 SPLITS = {"cifar10": ("train", "test"), "stl10": ("train", "test", "unlabeled"),
           "tiny-imagenet": ("train", "val")}
@@ -43,6 +51,7 @@ STATS = {
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I"}  # PIL's modes for 16-bit (and 32-bit) grayscale
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -76,18 +85,28 @@ class ImageData:
 
 # ----------------------------------------------------------------------------- reading images
 
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit grayscale scaled to 8 bits (value / 257): convert("RGB") clips every value above 255,
+    which turns a whole 16-bit image white."""
+    arr = np.asarray(im, dtype=np.float64)
+    return Image.fromarray(np.clip(np.rint(arr / 257), 0, 255).astype(np.uint8))
+
+
 def _decode(path: Path, size: int | None) -> tuple[np.ndarray | None, str]:
-    """One file as H×W×3 uint8, or None and why not. Grayscale, palette and RGBA become RGB."""
+    """One file as H×W×3 uint8, or None and why not. Grayscale (8 or 16 bits), palette and RGBA
+    become RGB."""
     try:
         with Image.open(path) as im:
             mode = im.mode
-            im = im.convert("RGB")
+            im = (_to_8bit(im) if mode in SIXTEEN_BIT_MODES else im).convert("RGB")
             note = f"converted {mode} to RGB" if mode != "RGB" else ""
             if size is not None and im.size != (size, size):
                 note = (note + "; " if note else "") + f"resized {im.size[0]}×{im.size[1]} to {size}×{size}"
                 im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8), note
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if path.is_symlink() and not path.exists():
+            return None, "broken link"
         return None, f"not a readable image ({type(err).__name__}: {err})"
 
 
@@ -102,6 +121,36 @@ def _listdir(path: Path) -> list[os.DirEntry]:
     return sorted((e for e in os.scandir(path) if not e.name.startswith(".")), key=lambda e: e.name)
 
 
+def _short(names) -> str:
+    """A list for a message: the first ten names, then how many in all."""
+    names = list(names)
+    return str(names) if len(names) <= 10 else str(names[:10])[:-1] + f", ... ({len(names)} in all)]"
+
+
+def _class_list(path: Path, names: tuple[str, ...], classes: tuple[str, ...] | None, allow_missing: bool,
+                verbose: bool) -> tuple[str, ...]:
+    """The label order: `classes` when given (checked against the folders found), else `names`."""
+    if classes is None:
+        return names
+    missing = [c for c in classes if c not in names]
+    unexpected = [n for n in names if n not in classes]
+    if unexpected or (missing and not allow_missing):
+        raise DatasetNotFoundError(
+            f"{path} should hold one folder per class {_short(classes)}; it holds {_short(names)} "
+            f"(missing: {_short(missing)}, unexpected: {_short(unexpected)}). Remove or rename the "
+            f"unexpected folders, or copy the missing ones in.")
+    if missing and verbose:
+        print(f"note: {path} has no folder for {len(missing)} of its {len(classes)} classes: {_short(missing)}; "
+              f"labels still follow the full class list")
+    return classes
+
+
+def _empty_folder(folder: Path) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"the class folder {folder} is empty; an interrupted copy or extraction is the likely cause. "
+        f"Delete {folder.parent} and copy or extract the dataset again.")
+
+
 def _stack(arrays: list[np.ndarray], where: Path) -> torch.Tensor:
     if not arrays:
         raise DatasetNotFoundError(f"no readable images under {where}")
@@ -112,34 +161,29 @@ def _stack(arrays: list[np.ndarray], where: Path) -> torch.Tensor:
 
 
 def read_image_folder(path: str | Path, *, classes: tuple[str, ...] | None = None, size: int | None = None,
-                      labeled: bool = True, verbose: bool = True) -> ImageData:
+                      labeled: bool = True, allow_missing: bool = False, verbose: bool = True) -> ImageData:
     """Read `path/<class>/*` (or, with labeled=False, every image below `path`).
 
-    Files that are not readable images are skipped and listed in `.skipped`; grayscale and RGBA
-    images are converted to RGB; with `size`, odd-sized images are resized to size×size.
-    `classes` fixes the label order (the folder must hold exactly these); by default it is the
-    sorted folder names.
+    Files that are not readable images (broken links included) are skipped and listed in
+    `.skipped`; grayscale and RGBA images are converted to RGB; with `size`, odd-sized images are
+    resized to size×size. `classes` fixes the label order (the folder must hold exactly these, or,
+    with allow_missing, some of them); by default it is the sorted folder names. An empty class
+    folder is an error: it is almost always an interrupted copy.
     """
     path = Path(path)
     skipped: list[tuple[str, str]] = []
     files: list[Path] = []
     labels: list[int] = []
     if labeled:
-        folders = [e for e in _listdir(path) if e.is_dir()]
-        for e in _listdir(path):
-            if not e.is_dir():
-                skipped.append((e.path, "a file beside the class folders"))
-        names = tuple(e.name for e in folders)
-        if classes is None:
-            classes = names
-        elif set(names) != set(classes):
-            raise DatasetNotFoundError(
-                f"{path} should hold one folder per class {list(classes)}; it holds {list(names)} "
-                f"(missing: {sorted(set(classes) - set(names))}, unexpected: {sorted(set(names) - set(classes))})")
+        names = tuple(e.name for e in _listdir(path) if e.is_dir())
+        skipped += [(e.path, "a file beside the class folders") for e in _listdir(path) if not e.is_dir()]
+        classes = _class_list(path, names, classes, allow_missing, verbose)
         for label, cls in enumerate(classes):
-            for e in _listdir(path / cls):
-                files.append(Path(e.path))
-                labels.append(label)
+            entries = _listdir(path / cls) if cls in names else []
+            if cls in names and not entries:
+                raise _empty_folder(path / cls)
+            files += [Path(e.path) for e in entries]
+            labels += [label] * len(entries)
     else:
         classes = classes or ()
         for dirpath, dirnames, filenames in os.walk(path):
@@ -176,9 +220,69 @@ def _tiny_names(base: Path, wnids: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(words.get(w, w) for w in wnids)
 
 
+def _tiny_wnids(base: Path) -> tuple[str, ...]:
+    return tuple(sorted((base / "wnids.txt").read_text().split()))
+
+
+def _tiny_class_ids(root: Path, folder: str) -> tuple[str, ...] | None:
+    """Tiny ImageNet's official label order for class folders: the sorted WordNet ids of
+    tiny-imagenet-200/wnids.txt, else of the training split's folders. A val split's own folder
+    names would shift every label after a class it lacks."""
+    if (root / "tiny-imagenet-200" / "wnids.txt").exists():
+        return _tiny_wnids(root / "tiny-imagenet-200")
+    train = root / folder / "train"
+    return tuple(e.name for e in _listdir(train) if e.is_dir()) if train.is_dir() else None
+
+
+def _tiny_val_rows(base: Path) -> list[list[str]]:
+    """val_annotations.txt as rows [file, wnid, xmin, ymin, xmax, ymax]."""
+    text = (base / "val" / "val_annotations.txt").read_text()
+    return [line.split() for line in text.splitlines() if line.strip()]
+
+
+def _tiny_train_problems(base: Path, wnids: tuple[str, ...]) -> list[str]:
+    # Every class holds the same number of training images (500 in the official zip; 125, 250, 375
+    # or 500 in the course's data pack), so fewer in any class means an extraction cut short.
+    folders = {w: base / "train" / w / "images" for w in wnids}
+    counts = {w: len(_listdir(f)) if f.is_dir() else 0 for w, f in folders.items()}
+    most = max(counts.values(), default=0)
+    if most == 0:
+        return [f"no training images under {base / 'train'}"]
+    return [f"{folders[w]} {f'holds {n} images' if n else 'is missing or empty'} where other classes hold {most}"
+            for w, n in counts.items() if n < most]
+
+
+def _tiny_val_problems(base: Path, wnids: tuple[str, ...]) -> list[str]:
+    ann = base / "val" / "val_annotations.txt"
+    if not ann.exists():
+        return [f"{ann} is missing"]
+    images = base / "val" / "images"
+    present = set(os.listdir(images)) if images.is_dir() else set()  # one listing, not 10,000 stat calls
+    problems = []
+    for i, row in enumerate(_tiny_val_rows(base), 1):
+        if len(row) != 6 or row[1] not in wnids:
+            problems.append(f"line {i} of {ann} is cut off or names a class not in wnids.txt: {' '.join(row)!r}")
+        elif row[0] not in present:
+            problems.append(f"{base / 'val' / 'images' / row[0]} (line {i} of {ann}) is missing")
+    return problems
+
+
+def _check_tiny_official(base: Path, split: str) -> None:
+    """Refuse a half-extracted archive before decoding: it would be cached as a small split."""
+    wnids = _tiny_wnids(base)
+    problems = (_tiny_train_problems if split == "train" else _tiny_val_problems)(base, wnids)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DatasetNotFoundError(
+            f"Tiny ImageNet's {split} split at {base} is incomplete: {'; '.join(problems[:3])}{more}.\n"
+            f"The archive was probably extracted only in part: delete {base} and extract "
+            f"tiny-imagenet-200.zip again.")
+
+
 def _read_tiny_official(base: Path, split: str, verbose: bool) -> ImageData:
-    """Tiny ImageNet as distributed. Labels follow the sorted WordNet ids (ImageFolder's order)."""
-    wnids = tuple(sorted((base / "wnids.txt").read_text().split()))
+    """Tiny ImageNet as distributed (checked by _check_tiny_official). Labels follow the sorted
+    WordNet ids (ImageFolder's order)."""
+    wnids = _tiny_wnids(base)
     index = {w: i for i, w in enumerate(wnids)}
     files, labels, boxes = [], [], []
     if split == "train":
@@ -194,8 +298,7 @@ def _read_tiny_official(base: Path, split: str, verbose: bool) -> ImageData:
                 labels.append(index[w])
                 boxes.append(box_of.get(e.name, [-1, -1, -1, -1]))
     else:
-        for line in (base / "val" / "val_annotations.txt").read_text().splitlines():
-            name, w, *xyxy = line.split()
+        for name, w, *xyxy in _tiny_val_rows(base):
             files.append(base / "val" / "images" / name)
             labels.append(index[w])
             boxes.append([int(v) for v in xyxy])
@@ -230,36 +333,76 @@ def _no_download(name: str, split: str, root: Path, searched: list[Path], reason
         f"to download it.{hint}")
 
 
-def _download_official(name: str, split: str, root: Path, searched: list[Path]):
-    """The official files via torchvision (CIFAR-10, STL-10) or the Tiny ImageNet zip."""
-    import urllib.error
-    from torchvision.datasets import CIFAR10, STL10
-    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
-
+@contextlib.contextmanager
+def _download_timeout() -> Iterator[None]:
+    """DOWNLOAD_TIMEOUT for every socket opened meanwhile: torchvision's download_url takes no
+    timeout, and a server that accepts and never answers would hang the notebook forever."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
-        if name == "cifar10":
-            ds = CIFAR10(str(root), train=(split == "train"), download=True)
-            images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-            return images, torch.tensor(ds.targets, dtype=torch.int64), CIFAR10_CLASSES, root / "cifar-10-batches-py"
-        if name == "stl10":
-            ds = STL10(str(root), split=split, download=True)
-            labels = torch.from_numpy(np.asarray(ds.labels, dtype=np.int64))
-            return torch.from_numpy(ds.data), labels, STL10_CLASSES, root / "stl10_binary"
-        archive = root / "tiny-imagenet-200.zip"
-        if archive.exists() and not check_integrity(str(archive), TINY_IMAGENET_MD5):
-            raise DatasetNotFoundError(
-                f"{archive} fails its MD5 check (an interrupted download?). Delete it and load again to "
-                f"download it anew, or unpack a good copy to {root / 'tiny-imagenet-200'}.")
-        if not archive.exists():
-            download_and_extract_archive(TINY_IMAGENET_URL, str(root), md5=TINY_IMAGENET_MD5)
-        elif not (root / "tiny-imagenet-200" / "wnids.txt").exists():
-            with zipfile.ZipFile(archive) as z:
-                z.extractall(root)
-        return None
-    except (urllib.error.URLError, OSError, RuntimeError) as err:
-        if isinstance(err, DatasetNotFoundError):
-            raise
-        raise _no_download(name, split, root, searched, f"{type(err).__name__}: {err}") from None
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _timed_out(err: BaseException) -> bool:
+    # urllib raises a timeout as it is, or wrapped in URLError(reason=...)
+    return isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None), TimeoutError)
+
+
+def _extracted_ok(dataset_class, root: Path) -> bool:
+    """torchvision's own check of the extracted files (its _check_integrity, without an instance)."""
+    from torchvision.datasets.utils import check_integrity
+    files = dataset_class.train_list + dataset_class.test_list
+    return all(check_integrity(str(root / dataset_class.base_folder / f), md5) for f, md5 in files)
+
+
+def _check_archive(archive: Path, md5: str, extracted_ok: Callable[[], bool] = lambda: False) -> None:
+    """A half-written archive is named here: torchvision would try to download it again and, offline,
+    say only that the dataset is missing. Not when the extracted files are fine (the archive is
+    not needed then)."""
+    from torchvision.datasets.utils import check_integrity
+    if archive.exists() and not extracted_ok() and not check_integrity(str(archive), md5):
+        raise DatasetNotFoundError(
+            f"{archive} fails its checksum (MD5): an interrupted download? Delete it and load again to "
+            f"download it anew, or put a good copy in its place.")
+
+
+def _download_official(name: str, split: str, root: Path, searched: list[Path]) -> ImageData | None:
+    """The official files via torchvision (CIFAR-10, STL-10), or the Tiny ImageNet zip unpacked
+    to root/tiny-imagenet-200 (then None: load() reads that)."""
+    from torchvision.datasets import CIFAR10, STL10
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    url = {"cifar10": CIFAR10.url, "stl10": STL10.url}.get(name, TINY_IMAGENET_URL)
+    try:
+        with _download_timeout():
+            if name == "cifar10":
+                _check_archive(root / CIFAR10.filename, CIFAR10.tgz_md5, lambda: _extracted_ok(CIFAR10, root))
+                ds = CIFAR10(str(root), train=(split == "train"), download=True)
+                images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+                return ImageData(images, torch.tensor(ds.targets, dtype=torch.int64), CIFAR10_CLASSES,
+                                 source=str(root / CIFAR10.base_folder))
+            if name == "stl10":
+                _check_archive(root / STL10.filename, STL10.tgz_md5, lambda: _extracted_ok(STL10, root))
+                ds = STL10(str(root), split=split, download=True)
+                labels = torch.from_numpy(np.asarray(ds.labels, dtype=np.int64))
+                return ImageData(torch.from_numpy(ds.data), labels, STL10_CLASSES,
+                                 source=str(root / STL10.base_folder))
+            archive = root / "tiny-imagenet-200.zip"
+            _check_archive(archive, TINY_IMAGENET_MD5)
+            if not archive.exists():
+                download_and_extract_archive(TINY_IMAGENET_URL, str(root), md5=TINY_IMAGENET_MD5)
+            elif not (root / "tiny-imagenet-200" / "wnids.txt").exists():
+                with zipfile.ZipFile(archive) as z:
+                    z.extractall(root)
+            return None
+    except DatasetNotFoundError:
+        raise
+    except (OSError, RuntimeError) as err:  # URLError and TimeoutError are OSErrors
+        reason = (f"the server did not answer within {DOWNLOAD_TIMEOUT} s ({url}); try again later or "
+                  f"from another network" if _timed_out(err) else f"{type(err).__name__}: {err}")
+        raise _no_download(name, split, root, searched, reason) from None
 
 
 # ----------------------------------------------------------------------------- cache
@@ -272,41 +415,90 @@ def _fingerprint(path: Path) -> str:
         for e in sorted(os.scandir(folder), key=lambda e: e.name):
             if e.is_dir():
                 walk(e.path, prefix + e.name + "/")
-            else:
+                continue
+            try:
                 st = e.stat()
                 h.update(f"{prefix}{e.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+            except OSError:  # a broken link (the reader skips it), or a file deleted meanwhile
+                h.update(f"{prefix}{e.name}:broken link\n".encode())
 
     walk(str(path), "")
     return h.hexdigest()
 
 
-def _cache_file(root: Path, folder: str, split: str) -> Path:
-    return root / ".cache" / f"{folder}-{split}.pt"
+def _cache_file(root: Path, name: str, source: str, split: str) -> Path:
+    # Dataset and size in the name: a folder read as another dataset (another size) has its own file.
+    return root / ".cache" / f"{name}_{source}_{split}_{IMAGE_SIZE[name]}px.pt"
 
 
-def _read_cache(file: Path, fingerprint: str) -> dict | None:
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _well_formed(blob: dict, size: int) -> bool:
+    """What load() relies on, with the right types: anything else is rebuilt, never a crash."""
+    images, labels, boxes = blob.get("images"), blob.get("labels"), blob.get("boxes")
+    return (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.dim() == 4
+            and tuple(images.shape[1:]) == (3, size, size)
+            and isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and labels.shape == (len(images),)
+            and (boxes is None or isinstance(boxes, torch.Tensor) and boxes.shape == (len(images), 4))
+            and _strings(blob.get("classes")) and _strings(blob.get("class_ids", []))
+            and isinstance(blob.get("source"), str)
+            and isinstance(blob.get("skipped", []), list) and all(_strings(s) for s in blob.get("skipped", [])))
+
+
+def _read_cache(file: Path, header: dict) -> dict | None:
+    """The cached split, or None when it is missing, stale, another dataset's, or not what we wrote."""
     if not file.exists():
         return None
     try:
         blob = torch.load(file, weights_only=True, mmap=True)  # mmap: no copy until used
     except Exception:  # a cut-off write or an older format: rebuild it
         return None
-    if blob.get("version") != CACHE_VERSION or blob.get("fingerprint") != fingerprint:
+    # type first: a tensor where a string belongs must not be compared as one
+    if not isinstance(blob, dict) or any(type(blob.get(k)) is not type(v) or blob[k] != v
+                                         for k, v in header.items()):
         return None
-    return blob
+    return blob if _well_formed(blob, header["size"]) else None
 
 
 def _write_cache(file: Path, blob: dict) -> None:
+    # Unique per process and call: two notebooks decoding one split at once never share a temporary
+    # file; os.replace means a reader never sees half a cache.
+    tmp = file.with_name(f".{file.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".tmp{os.getpid()}")
         torch.save(blob, tmp)
-        os.replace(tmp, file)  # atomic: a reader never sees half a cache
-    except OSError as err:
-        print(f"note: could not write the cache {file} ({err}); the next load decodes again")
+        os.replace(tmp, file)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        print(f"note: could not write the cache {file} ({err}); the data was read fine, but the next load "
+              f"decodes it again. Free some disk space to let the cache be written.")
 
 
 # ----------------------------------------------------------------------------- public API
+
+def _read_folders(name: str, split: str, root: Path, folder: str, verbose: bool) -> ImageData:
+    """Class folders root/folder/split, labelled in the dataset's official class order."""
+    classes = OFFICIAL_CLASSES.get(name) or (_tiny_class_ids(root, folder) if name == "tiny-imagenet" else None)
+    data = read_image_folder(root / folder / split, classes=classes, size=IMAGE_SIZE[name],
+                             labeled=(split != "unlabeled"), allow_missing=(name == "tiny-imagenet"),
+                             verbose=verbose)
+    if name == "tiny-imagenet":
+        data.class_ids, data.classes = data.classes, _tiny_names(root / "tiny-imagenet-200", data.classes)
+    return data
+
+
+def _to_blob(data: ImageData) -> dict:
+    blob = {"images": data.images, "labels": data.labels, "classes": list(data.classes),
+            "source": data.source, "skipped": [list(s) for s in data.skipped]}
+    if data.boxes is not None:
+        blob["boxes"] = data.boxes
+    if data.class_ids is not None:
+        blob["class_ids"] = list(data.class_ids)
+    return blob
+
 
 def load(name: str, split: str, root: str | Path | None = None, *, folder: str | None = None,
          download: bool = True, cache: bool = True, verbose: bool = True) -> ImageData:
@@ -327,80 +519,63 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
         root = default_data_dir()
     root = Path(root).expanduser().resolve()
     folder = folder or name
-    official = {"cifar10": CIFAR10_CLASSES, "stl10": STL10_CLASSES}.get(name)
-    size = IMAGE_SIZE[name]
     if folder != name and verbose:
         print(f"reading {name} ({split}) from {root / folder}, not from {root / name}")
         readme = root / folder / "README.txt"
         if readme.exists():
             print("  its README says: " + readme.read_text().strip().splitlines()[0])
 
-    # 1. class folders
-    class_dir = root / folder / split
-    tiny_dir = root / "tiny-imagenet-200"
+    class_dir, tiny_dir = root / folder / split, root / "tiny-imagenet-200"
     searched = [class_dir] + ([tiny_dir] if name == "tiny-imagenet" else [])
-    if class_dir.is_dir():
-        source_dir, reader = class_dir, "folders"
-    elif name == "tiny-imagenet" and (tiny_dir / "wnids.txt").exists():
-        source_dir, reader = tiny_dir / ("train" if split == "train" else "val"), "tiny"
-    else:
-        source_dir, reader = None, "download"
+    if class_dir.is_dir():  # 1. class folders
+        reader, source, source_dir = "folders", folder, class_dir
+    elif name == "tiny-imagenet" and (tiny_dir / "wnids.txt").exists():  # 2. Tiny ImageNet's own layout
+        _check_tiny_official(tiny_dir, split)
+        reader, source, source_dir = "tiny", "official", tiny_dir / ("train" if split == "train" else "val")
+    elif not download:
+        raise _no_download(name, split, root, searched, "downloading is switched off (download=False)")
+    elif name == "tiny-imagenet":  # 3. the official download: the zip, then read as 2.
+        _download_official(name, split, root, searched)
+        return load(name, split, root, download=False, cache=cache, verbose=verbose)
+    else:  # 3. the official download through torchvision
+        reader, source, source_dir = "download", "official", None
 
-    if reader == "download":
-        if not download:
-            raise _no_download(name, split, root, searched, "downloading is switched off (download=False)")
-        if name == "tiny-imagenet":
-            _download_official(name, split, root, searched)
-            return load(name, split, root, download=False, cache=cache, verbose=verbose)
-        fingerprint = f"official-{name}-{split}"
-        file = _cache_file(root, name + "-official", split)
-        blob = _read_cache(file, fingerprint) if cache else None
-        if blob is None:
-            images, labels, classes, where = _download_official(name, split, root, searched)
-            blob = {"version": CACHE_VERSION, "fingerprint": fingerprint, "images": images,
-                    "labels": labels, "classes": list(classes), "source": str(where)}
-            if cache:
-                _write_cache(file, blob)
-    else:
-        fingerprint = _fingerprint(source_dir)
-        file = _cache_file(root, folder, split)
-        blob = _read_cache(file, fingerprint) if cache else None
-        if blob is None:
+    header = {"version": CACHE_VERSION, "name": name, "folder": source, "split": split, "size": IMAGE_SIZE[name],
+              "fingerprint": f"official-{name}-{split}" if source_dir is None else _fingerprint(source_dir)}
+    file = _cache_file(root, name, source, split)
+    blob = _read_cache(file, header) if cache else None
+    if blob is None:
+        if reader == "download":
+            data = _download_official(name, split, root, searched)
+        else:
             if verbose:
                 print(f"decoding {name} ({split}) from {source_dir} (once; later loads read {file})")
-            if reader == "tiny":
-                data = _read_tiny_official(tiny_dir, split, verbose)
-            else:
-                # CIFAR-10 and STL-10 in their official order; Tiny ImageNet's WordNet ids sorted
-                data = read_image_folder(class_dir, classes=official, size=size,
-                                         labeled=(split != "unlabeled"), verbose=verbose)
-                if name == "tiny-imagenet":
-                    data.class_ids = data.classes
-                    data.classes = _tiny_names(tiny_dir, data.classes)
-            blob = {"version": CACHE_VERSION, "fingerprint": fingerprint, "images": data.images,
-                    "labels": data.labels, "classes": list(official if split == "unlabeled" else data.classes),
-                    "source": data.source, "skipped": [list(s) for s in data.skipped]}
-            if data.boxes is not None:
-                blob["boxes"] = data.boxes
-            if data.class_ids is not None:
-                blob["class_ids"] = list(data.class_ids)
-            if cache:
-                _write_cache(file, blob)
+            data = (_read_tiny_official(tiny_dir, split, verbose) if reader == "tiny"
+                    else _read_folders(name, split, root, folder, verbose))
+        blob = {**header, **_to_blob(data)}
+        if cache:
+            _write_cache(file, blob)
     return ImageData(images=blob["images"], labels=blob["labels"], classes=tuple(blob["classes"]),
                      name=name, split=split, source=blob["source"], boxes=blob.get("boxes"),
                      class_ids=tuple(blob["class_ids"]) if "class_ids" in blob else None,
                      skipped=[tuple(s) for s in blob.get("skipped", [])])
 
 
-def _per_class_index(data: ImageData, per_class: int, seed: int) -> torch.Tensor:
-    """Sorted positions of `per_class` images of every class, drawn without replacement."""
+def _per_class_index(data: ImageData, per_class: int, seed: int, *, leave_one: bool = False) -> torch.Tensor:
+    """Sorted positions of `per_class` images of every class, drawn without replacement.
+    leave_one: at least one image of every class must stay undrawn (holdout's training part)."""
+    where = f"{data.name}/{data.split}"
     if (data.labels < 0).any():
-        raise ValueError(f"{data.name}/{data.split} is unlabeled; subset() and holdout() draw per class")
+        raise ValueError(f"{where} is unlabeled; subset() and holdout() draw per class")
+    if per_class < 1:
+        raise ValueError(f"asked for {per_class} images per class of {where}; ask for at least 1")
     counts = data.class_counts()
-    if per_class > int(counts.min()):
-        small = int(counts.argmin())
-        raise ValueError(f"asked for {per_class} images per class, but class {data.classes[small]!r} "
-                         f"of {data.name}/{data.split} has only {int(counts[small])}")
+    small, have = int(counts.argmin()), int(counts.min())
+    if per_class > have or (leave_one and per_class == have):
+        most = f"; hold out at most {have - 1}" if leave_one else ""
+        left = " and to leave at least one for training" if leave_one else ""
+        raise ValueError(f"asked for {per_class} images per class{left}, but class {data.classes[small]!r} "
+                         f"of {where} has only {have}{most}")
     g = torch.Generator().manual_seed(seed)
     picks = []
     for c in range(len(data.classes)):
@@ -420,7 +595,7 @@ def holdout(data: ImageData, per_class: int, seed: int = 0) -> tuple[ImageData, 
     Tune hyperparameters on the held-out part, never on the test split: a test accuracy that chose
     its own learning rate is an optimistic estimate.
     """
-    held = _per_class_index(data, per_class, seed)
+    held = _per_class_index(data, per_class, seed, leave_one=True)
     keep = torch.ones(len(data), dtype=torch.bool)
     keep[held] = False
     rest = take(data, torch.nonzero(keep).flatten())

@@ -5,7 +5,10 @@ e.g. epochs and data), so no figure in the table is separated from its provenanc
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import secrets
 from pathlib import Path
 
 from .runtime import Runtime, device_name
@@ -20,8 +23,28 @@ def record(rt: Runtime, notebook: str, experiment: str, **figures) -> dict:
     file = folder / f"{notebook}.json"
     rows = json.loads(file.read_text()) if file.exists() else []
     rows = [r for r in rows if r["experiment"] != experiment] + [row]
-    file.write_text(json.dumps(rows, indent=1, default=float))
+    _write_atomic(file, json.dumps(rows, indent=1, default=float))
     return row
+
+
+def _write_atomic(file: Path, text: str) -> None:
+    """Replace `file` in one step. Written in place, a full disk (a Drive quota on Colab) cut the
+    file off and lost every row recorded before; now only the temporary file is lost."""
+    # Unique per process: two notebooks recording at once never write into one temporary file. It
+    # ends in .tmp, so collect() never reads it.
+    tmp = file.with_name(f".{file.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with tmp.open("w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, file)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"could not write the results file {file} ({err.strerror or err}); "
+                                 f"its earlier rows are intact. Free some disk space (or Drive quota) "
+                                 f"and record again.") from err
 
 
 def collect(output_dir: str | Path) -> list[dict]:

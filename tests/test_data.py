@@ -1,4 +1,10 @@
+import hashlib
 import io
+import os
+import pickle
+import shutil
+import socket
+import threading
 import time
 import zipfile
 
@@ -84,7 +90,7 @@ def test_missing_stl10_points_at_the_stand_in_without_using_it(tmp_path):
 def test_half_downloaded_tiny_imagenet_zip_is_reported_not_deleted(tmp_path):
     archive = tmp_path / "tiny-imagenet-200.zip"
     archive.write_bytes(b"PK\3\4 only the first bytes")
-    with pytest.raises(data.DatasetNotFoundError, match="fails its MD5 check"):
+    with pytest.raises(data.DatasetNotFoundError, match="fails its checksum"):
         data.load("tiny-imagenet", "val", tmp_path)
     assert archive.exists()
 
@@ -122,7 +128,7 @@ def test_tiny_imagenet_official_layout_with_boxes(tmp_path):
 def test_cache_is_used_and_notices_a_changed_source(tmp_path):
     base = _messy_folder(tmp_path)
     first = data.load("cifar10", "train", tmp_path, verbose=False)
-    assert (tmp_path / ".cache" / "cifar10-train.pt").exists()
+    assert (tmp_path / ".cache" / "cifar10_cifar10_train_32px.pt").exists()  # dataset, folder, split, size
     again = data.load("cifar10", "train", tmp_path, verbose=False)
     assert torch.equal(first.images, again.images) and again.skipped == first.skipped
     _png(base / "frog" / "1.png", "RGB", (32, 32), value=99)
@@ -133,7 +139,7 @@ def test_cache_is_used_and_notices_a_changed_source(tmp_path):
 def test_cache_survives_a_corrupt_cache_file(tmp_path):
     _messy_folder(tmp_path)
     data.load("cifar10", "train", tmp_path, verbose=False)
-    (tmp_path / ".cache" / "cifar10-train.pt").write_bytes(b"cut off mid-write")
+    (tmp_path / ".cache" / "cifar10_cifar10_train_32px.pt").write_bytes(b"cut off mid-write")
     assert len(data.load("cifar10", "train", tmp_path, verbose=False)) == 13
 
 
@@ -201,3 +207,245 @@ def test_holdout_splits_per_class_without_overlap(tiny_data):
     assert held.split == "train (held out)" and rest.split == "train"
     with pytest.raises(ValueError, match="only 6"):
         data.holdout(tiny_data, 7)
+
+
+# ----------------------------------------------------------------------------- odd files and folders
+
+def test_a_full_disk_while_caching_still_returns_the_data(tmp_path, monkeypatch, capsys):
+    _messy_folder(tmp_path)
+
+    def full_disk(obj, f, *args, **kwargs):  # what torch.save does on a full disk
+        open(f, "wb").write(b"PK\3\4 cut off")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing "
+                           "file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    ds = data.load("cifar10", "train", tmp_path)
+    assert len(ds) == 13
+    assert "could not write the cache" in capsys.readouterr().out
+    assert list((tmp_path / ".cache").iterdir()) == []  # no temporary file left behind
+
+
+def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path, capsys):
+    (tmp_path / "set" / "a").mkdir(parents=True)
+    gradient = (np.arange(32 * 32).reshape(32, 32) * 64).astype(np.uint16)  # 0 .. 65472
+    Image.fromarray(gradient).save(tmp_path / "set" / "a" / "deep.png")
+    assert Image.open(tmp_path / "set" / "a" / "deep.png").mode in ("I;16", "I;16B", "I")  # 16 bits on disk
+    ds = data.read_image_folder(tmp_path / "set")
+    expected = torch.from_numpy(np.rint(gradient / 257).astype(np.uint8))
+    assert all(torch.equal(ds.images[0, c], expected) for c in range(3))
+    assert "converted or resized 1" in capsys.readouterr().out
+
+
+def test_an_empty_class_folder_is_named(tmp_path):
+    base = _messy_folder(tmp_path)
+    (base / "frog" / "0.png").unlink()
+    with pytest.raises(data.DatasetNotFoundError, match="interrupted copy or extraction") as err:
+        data.load("cifar10", "train", tmp_path)
+    assert f"{base / 'frog'} is empty" in str(err.value) and f"Delete {base}" in str(err.value)
+
+
+def test_a_broken_link_is_skipped_and_fingerprinted(tmp_path):
+    base = _messy_folder(tmp_path)
+    os.symlink(tmp_path / "gone.png", base / "cat" / "link.png")
+    ds = data.load("cifar10", "train", tmp_path, verbose=False)
+    assert len(ds) == 13 and (str(base / "cat" / "link.png"), "broken link") in ds.skipped
+    _png(tmp_path / "gone.png", "RGB", (32, 32))  # the link works now: the cache notices
+    assert len(data.load("cifar10", "train", tmp_path, verbose=False)) == 14
+
+
+# ----------------------------------------------------------------------------- downloads
+
+@pytest.fixture
+def silent_server():
+    """The URL of a server on 127.0.0.1 that accepts connections and never answers. Its thread
+    stops when the test ends, or after 10 s on its own, closing what it accepted."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop, accepted = threading.Event(), []
+
+    def serve():
+        deadline = time.monotonic() + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                accepted.append(listener.accept()[0])
+            except socket.timeout:
+                pass
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/cifar-10-python.tar.gz"
+    stop.set()
+    thread.join(timeout=5)
+
+
+def test_a_silent_server_times_out_with_a_clear_message(tmp_path, monkeypatch, silent_server):
+    from torchvision.datasets import CIFAR10
+    monkeypatch.setattr(CIFAR10, "url", silent_server)
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 1)
+    before = socket.getdefaulttimeout()
+    began = time.perf_counter()
+    with pytest.raises(data.DatasetNotFoundError, match="did not answer within 1 s") as err:
+        data.load("cifar10", "test", tmp_path)
+    assert time.perf_counter() - began < 5
+    assert silent_server in str(err.value) and "try again later" in str(err.value)
+    assert socket.getdefaulttimeout() == before  # the process-wide default is restored
+
+
+@pytest.mark.parametrize("name, dataset_class", [("cifar10", "CIFAR10"), ("stl10", "STL10")])
+def test_a_half_downloaded_torchvision_archive_is_named(tmp_path, monkeypatch, name, dataset_class):
+    import torchvision.datasets
+    cls = getattr(torchvision.datasets, dataset_class)
+    # nothing listens on port 9: a download attempt would fail with another message
+    monkeypatch.setattr(cls, "url", f"http://127.0.0.1:9/{cls.filename}")
+    archive = tmp_path / cls.filename
+    archive.write_bytes(b"\x1f\x8b\x08 only the first bytes")
+    with pytest.raises(data.DatasetNotFoundError, match="fails its checksum") as err:
+        data.load(name, "test", tmp_path)
+    assert str(archive) in str(err.value) and "Delete it and load again" in str(err.value)
+    assert archive.exists()
+
+
+def test_a_broken_archive_beside_good_extracted_files_is_not_an_issue(tmp_path, monkeypatch):
+    """torchvision's extracted CIFAR-10 files pass their check: the archive is not needed."""
+    from torchvision.datasets import CIFAR10
+    folder = tmp_path / CIFAR10.base_folder
+    folder.mkdir()
+    batch = {"data": np.full((2, 3072), 7, np.uint8), "labels": [3, 5]}
+    meta = {"label_names": list(data.CIFAR10_CLASSES)}
+    md5 = {}
+    for file, content in (("test_batch", batch), ("batches.meta", meta)):
+        (folder / file).write_bytes(pickle.dumps(content))
+        md5[file] = hashlib.md5((folder / file).read_bytes()).hexdigest()
+    monkeypatch.setattr(CIFAR10, "train_list", [])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names",
+                                          "md5": md5["batches.meta"]})
+    monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    (tmp_path / CIFAR10.filename).write_bytes(b"\x1f\x8b\x08 only the first bytes")
+    ds = data.load("cifar10", "test", tmp_path, cache=False)
+    assert ds.labels.tolist() == [3, 5] and (ds.images == 7).all()
+
+
+# ----------------------------------------------------------------------------- Tiny ImageNet
+
+def test_tiny_imagenet_class_folders_keep_the_training_labels(tmp_path, capsys):
+    for split, wnids in (("train", ["n01", "n02", "n03"]), ("val", ["n01", "n03"])):
+        for k, w in enumerate(wnids):
+            (tmp_path / "tiny-imagenet" / split / w).mkdir(parents=True)
+            _png(tmp_path / "tiny-imagenet" / split / w / "0.png", "RGB", (64, 64), value=10 * k)
+    va = data.load("tiny-imagenet", "val", tmp_path, cache=False)
+    assert va.class_ids == ("n01", "n02", "n03") and len(va.classes) == 3
+    assert va.labels.tolist() == [0, 2]  # n03 keeps its training label
+    assert "n02" in capsys.readouterr().out
+    (tmp_path / "tiny-imagenet" / "val" / "n09").mkdir()
+    _png(tmp_path / "tiny-imagenet" / "val" / "n09" / "0.png", "RGB", (64, 64))
+    with pytest.raises(data.DatasetNotFoundError, match=r"unexpected: \['n09'\]"):
+        data.load("tiny-imagenet", "val", tmp_path, cache=False)
+
+
+def _tiny_official_jpegs(root, per_class=2):
+    """Tiny ImageNet's official layout, 3 classes of `per_class` 64×64 JPEGs, 3 val images."""
+    base = root / "tiny-imagenet-200"
+    wnids = ["n01", "n02", "n03"]
+    (base / "val" / "images").mkdir(parents=True)
+    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    lines = []
+    for k, w in enumerate(wnids):
+        (base / "train" / w / "images").mkdir(parents=True)
+        for i in range(per_class):
+            image = Image.fromarray(np.full((64, 64, 3), 40 * k, np.uint8))
+            image.save(base / "train" / w / "images" / f"{w}_{i}.JPEG")
+        Image.fromarray(np.full((64, 64, 3), 40 * k, np.uint8)).save(base / "val" / "images" / f"val_{k}.JPEG")
+        lines.append(f"val_{k}.JPEG\t{w}\t0\t0\t63\t63")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return base
+
+
+def test_a_complete_tiny_imagenet_layout_loads(tmp_path):
+    _tiny_official_jpegs(tmp_path)
+    assert data.load("tiny-imagenet", "train", tmp_path).labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert data.load("tiny-imagenet", "val", tmp_path).labels.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("cut, named", [
+    ("one image", "n02/images holds 1 images where other classes hold 2"),
+    ("a class", "n03/images is missing or empty where other classes hold 2"),
+    ("a val image", "val_1.JPEG (line 2"),
+    ("an annotation line", "line 3 of"),
+])
+def test_a_half_extracted_tiny_imagenet_is_refused_and_not_cached(tmp_path, cut, named):
+    base = _tiny_official_jpegs(tmp_path)
+    split = "train"
+    if cut == "one image":
+        (base / "train" / "n02" / "images" / "n02_1.JPEG").unlink()
+    elif cut == "a class":
+        shutil.rmtree(base / "train" / "n03" / "images")
+    elif cut == "a val image":
+        split = "val"
+        (base / "val" / "images" / "val_1.JPEG").unlink()
+    else:
+        split = "val"
+        ann = base / "val" / "val_annotations.txt"
+        ann.write_text(ann.read_text()[:-12])  # cut off mid-line
+    with pytest.raises(data.DatasetNotFoundError, match="extracted only in part") as err:
+        data.load("tiny-imagenet", split, tmp_path)
+    assert named in str(err.value) and f"delete {base}" in str(err.value)
+    assert not (tmp_path / ".cache").exists()
+
+
+# ----------------------------------------------------------------------------- cache contents
+
+def test_the_cache_keeps_datasets_and_sizes_apart(tmp_path):
+    _messy_folder(tmp_path)
+    data.load("cifar10", "train", tmp_path, verbose=False)
+    as_tiny = data.load("tiny-imagenet", "train", tmp_path, folder="cifar10", verbose=False)
+    assert as_tiny.images.shape[1:] == (3, 64, 64)
+    # a CIFAR-10 cache under Tiny ImageNet's name is caught by what the file says inside
+    cache = tmp_path / ".cache"
+    shutil.copy(cache / "cifar10_cifar10_train_32px.pt", cache / "tiny-imagenet_cifar10_train_64px.pt")
+    assert data.load("tiny-imagenet", "train", tmp_path, folder="cifar10", verbose=False).images.shape[-1] == 64
+
+
+def test_a_second_load_reads_the_cache(tmp_path, capsys):
+    _messy_folder(tmp_path)
+    _tiny_official_jpegs(tmp_path)
+    for name, split in (("cifar10", "train"), ("tiny-imagenet", "train"), ("tiny-imagenet", "val")):
+        first = data.load(name, split, tmp_path)
+        assert "decoding" in capsys.readouterr().out
+        again = data.load(name, split, tmp_path)
+        assert "decoding" not in capsys.readouterr().out and torch.equal(again.images, first.images)
+
+
+@pytest.mark.parametrize("bad", ["a tensor", "no labels", "classes as a tensor", "float images"])
+def test_a_cache_file_of_the_wrong_structure_is_rebuilt(tmp_path, bad):
+    _messy_folder(tmp_path)
+    first = data.load("cifar10", "train", tmp_path, verbose=False)
+    [file] = (tmp_path / ".cache").iterdir()  # the path the loader uses
+    blob = torch.load(file, weights_only=True)
+    torch.save({"a tensor": torch.zeros(3),
+                "no labels": {k: v for k, v in blob.items() if k != "labels"},
+                "classes as a tensor": {**blob, "classes": torch.zeros(10)},
+                "float images": {**blob, "images": blob["images"].float()}}[bad], file)
+    again = data.load("cifar10", "train", tmp_path, verbose=False)
+    assert again.classes == data.CIFAR10_CLASSES and again.images.dtype == torch.uint8
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+
+
+# ----------------------------------------------------------------------------- subset and holdout
+
+def test_subset_and_holdout_refuse_counts_that_leave_nothing(tiny_data):
+    for per_class in (0, -1):
+        with pytest.raises(ValueError, match=rf"asked for {per_class} images per class of toy/train;.* 1"):
+            data.subset(tiny_data, per_class)
+        with pytest.raises(ValueError, match="at least 1"):
+            data.holdout(tiny_data, per_class)
+    uneven = data.take(tiny_data, torch.arange(1, 24))  # class 'a' has 5 images, the others 6
+    with pytest.raises(ValueError, match="class 'a' of toy/train has only 5; hold out at most 4"):
+        data.holdout(uneven, 5)
+    rest, held = data.holdout(uneven, 4)
+    assert rest.class_counts().tolist() == [1, 2, 2, 2]
+    assert len(data.subset(uneven, 5)) == 20  # subset may take every image of a class
