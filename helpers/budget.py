@@ -57,6 +57,18 @@ time in BatchNorm, activations and kernel launches per FLOP), so for the course'
 T4 estimate is optimistic: read it as a lower bound on the time, not a forecast.
 """
 
+# The same README, in fp32 (no tensor cores on the T4's fp32 path): T4 inference 415 img/s at batch 256,
+# V100 16GB inference 1261 img/s at batch 256, V100 16GB training 367 img/s (1 GPU).
+T4_RESNET50_FP32_INFERENCE_IMAGES_PER_S = 415
+V100_RESNET50_FP32_INFERENCE_IMAGES_PER_S = 1261
+V100_RESNET50_FP32_TRAINING_IMAGES_PER_S = 367
+T4_RESNET50_FP32_TRAINING_IMAGES_PER_S = (T4_RESNET50_FP32_INFERENCE_IMAGES_PER_S * V100_RESNET50_FP32_TRAINING_IMAGES_PER_S
+                                          / V100_RESNET50_FP32_INFERENCE_IMAGES_PER_S)  # ≈ 121 img/s
+T4_FP32_TFLOPS = T4_RESNET50_FP32_TRAINING_IMAGES_PER_S * RESNET50_TRAINING_FLOPS / 1e12  # ≈ 2.9
+"""Sustained fp32 training throughput assumed for a T4, in TFLOP/s (≈ 2.9), derived as T4_TFLOPS is, from
+the README's fp32 columns. Runs that train in true fp32 (`fit(amp=False)`, the seed reports' recipes)
+are budgeted at this rate, 3.5× slower than mixed precision."""
+
 # ----------------------------------------------------------------------------- counting
 
 
@@ -126,7 +138,7 @@ def _synchronize(device: torch.device) -> None:
 
 def seconds_per_image(make_model: Callable[[], nn.Module], size: int, device: torch.device | str, *,
                       in_channels: int = 3, trainable: tuple[str, ...] | None = None,
-                      steps: int = 3, batch_size: int = 32) -> float:
+                      steps: int = 3, batch_size: int = 32, amp: bool = True) -> float:
     """Time `steps` training steps (SGD, cross-entropy, random data) after one warm-up step.
 
     The step is set up as `train.fit` sets up its own: mixed precision on CUDA, channels_last on
@@ -139,7 +151,7 @@ def seconds_per_image(make_model: Callable[[], nn.Module], size: int, device: to
     channels_last = device.type in ("cuda", "cpu")  # what fit() uses by default
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    amp_dtype = autocast_dtype(device, amp=True)
+    amp_dtype = autocast_dtype(device, amp=amp)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(parameters, lr=1e-3, momentum=0.9) if parameters else None
     x = torch.randn(batch_size, in_channels, size, size, device=device)
@@ -189,9 +201,10 @@ class Plan:
         self._builders: dict[tuple, tuple] = {}  # cache key -> (make_model, size, in_channels, trainable)
 
     def add(self, name: str, make_model: Callable[[], nn.Module], *, images: int, size: int,
-            in_channels: int = 3, trainable: tuple[str, ...] | None = None) -> None:
+            in_channels: int = 3, trainable: tuple[str, ...] | None = None, amp: bool = True) -> None:
         """One training run (or several alike): `images` pushed through the model in total
-        (epochs × images per epoch × runs). make_model builds it; it is built here, on the CPU, to count."""
+        (epochs × images per epoch × runs). make_model builds it; it is built here, on the CPU, to count.
+        amp: whether the runs train in mixed precision (`fit`'s amp); fp32 runs are budgeted at T4_FP32_TFLOPS."""
         if isinstance(make_model, nn.Module) or not callable(make_model):
             raise TypeError("make_model is a function that builds the model, e.g. lambda: models.resnet18()")
         if images < 0:
@@ -203,10 +216,12 @@ class Plan:
         key = (repr(model), sum(p.numel() for p in model.parameters()), size, in_channels, trainable)
         if key not in self._flops:
             self._flops[key] = training_flops(model, size, in_channels, trainable)
-            self._builders[key] = (make_model, size, in_channels, trainable)
+        self._builders[key + (amp,)] = (make_model, size, in_channels, trainable, amp)
         flops = self._flops[key]
-        self.rows.append({"name": name, "size": size, "trainable": trainable, "images": int(images),
-                          "flops_per_image": flops, "pflop": images * flops / 1e15, "_key": key})
+        rate = T4_TFLOPS if amp else T4_FP32_TFLOPS
+        self.rows.append({"name": name, "size": size, "trainable": trainable, "images": int(images), "amp": amp,
+                          "flops_per_image": flops, "pflop": images * flops / 1e15,
+                          "t4_minutes": images * flops / (rate * 1e12) / 60, "_key": key + (amp,)})
 
     @property
     def pflop(self) -> float:
@@ -220,13 +235,13 @@ class Plan:
         """
         device = torch.device(device)
         pflop = self.pflop
-        t4_minutes = pflop * 1e15 / (T4_TFLOPS * 1e12) / 60
+        t4_minutes = sum(row["t4_minutes"] for row in self.rows)
         timed: dict[tuple, float] = {}
         if measure:
-            for key, (make_model, size, in_channels, trainable) in self._builders.items():
+            for key, (make_model, size, in_channels, trainable, amp) in self._builders.items():
                 if any(row["_key"] == key and row["images"] for row in self.rows):
                     timed[key] = seconds_per_image(make_model, size, device, in_channels=in_channels,
-                                                   trainable=trainable, steps=steps, batch_size=batch_size)
+                                                   trainable=trainable, steps=steps, batch_size=batch_size, amp=amp)
         rows = []
         for row in self.rows:
             out = {k: v for k, v in row.items() if k != "_key"}
@@ -240,20 +255,22 @@ class Plan:
 
         width = max([len(r["name"]) for r in rows] + [len("total")])
         print(f"compute budget: {self.title} (training FLOPs per image, forward + backward, counted by flop_counter)")
-        print(f"  {'':<{width}}  {'size':>4}  {'GFLOP/image':>11}  {'images':>13}  {'PFLOP':>8}"
+        print(f"  {'':<{width}}  {'size':>4}  {'GFLOP/image':>11}  {'images':>13}  {'PFLOP':>8}  {'T4 min':>7}"
               + (f"  {'TFLOP/s here':>12}" if measure else ""))
         for r in rows:
             line = (f"  {r['name']:<{width}}  {r['size']:>4}  {r['flops_per_image'] / 1e9:>11.3f}  "
-                    f"{r['images']:>13,}  {r['pflop']:>8.3f}")
+                    f"{r['images']:>13,}  {r['pflop']:>8.3f}  {r['t4_minutes']:>6.1f}{'' if r['amp'] else '*'}")
             if "device_tflops" in r:
                 line += f"  {r['device_tflops']:>12.3f}"
             print(line)
-        print(f"  {'total':<{width}}  {'':>4}  {'':>11}  {sum(r['images'] for r in rows):>13,}  {pflop:>8.3f}")
-        print(f"T4 estimate: {_minutes(t4_minutes)} = {pflop:.3g} PFLOP / {T4_TFLOPS:.1f} TFLOP/s")
-        print(f"  assumed T4 rate: ResNet-50 mixed-precision training, "
-              f"{T4_RESNET50_TRAINING_IMAGES_PER_S:.0f} img/s × "
-              f"{RESNET50_TRAINING_FLOPS / 1e9:.1f} GFLOP, derived from NVIDIA DeepLearningExamples' published T4 and "
-              f"V100 throughputs (helpers.budget.T4_TFLOPS); optimistic for 32-px models")
+        print(f"  {'total':<{width}}  {'':>4}  {'':>11}  {sum(r['images'] for r in rows):>13,}  {pflop:>8.3f}  "
+              f"{t4_minutes:>6.1f}")
+        print(f"T4 estimate: {_minutes(t4_minutes)} for {pflop:.3g} PFLOP")
+        print(f"  assumed T4 rates: mixed precision {T4_TFLOPS:.1f} TFLOP/s (ResNet-50 training, "
+              f"{T4_RESNET50_TRAINING_IMAGES_PER_S:.0f} img/s × {RESNET50_TRAINING_FLOPS / 1e9:.1f} GFLOP), "
+              f"* fp32 {T4_FP32_TFLOPS:.1f} TFLOP/s ({T4_RESNET50_FP32_TRAINING_IMAGES_PER_S:.0f} img/s); both derived "
+              f"from NVIDIA DeepLearningExamples' published T4 and V100 throughputs (helpers.budget); optimistic for "
+              f"32-px models")
         if measure:
             print(f"{_device_label(device)} estimate: {_minutes(device_minutes)}, from timing {steps} training "
                   f"steps of {batch_size} images per model after a warm-up step")

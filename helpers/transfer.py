@@ -59,8 +59,8 @@ def pretrain_tiny_imagenet(*, data_dir: str | Path, output_dir: str | Path, devi
     The run is saved as `output_dir/tiny-imagenet-resnet18-<hash of the recipe>.pt`; a later call with
     the same recipe loads it instead of training again (`seconds` is then the time the training
     took when it ran), and a run cut off mid-way resumes from its last finished epoch. Recipe: SGD
-    with Nesterov momentum, a one-cycle schedule, random crops (8 px padding at 64 px) and flips,
-    label smoothing.
+    with Nesterov momentum 0.9 (constant), a one-cycle learning-rate schedule, random crops (8 px
+    padding at 64 px) and flips, label smoothing.
     """
     device = torch.device(device)
     train_split = datasets.load("tiny-imagenet", "train", data_dir)
@@ -78,7 +78,7 @@ def pretrain_tiny_imagenet(*, data_dir: str | Path, output_dir: str | Path, devi
     model = models.resnet18(num_classes=len(train_split.classes), stem="imagenet").to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=peak_lr, momentum=0.9, nesterov=True,
                                 weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak_lr, pct_start=0.25,
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak_lr, pct_start=0.25, cycle_momentum=False,
                                                     total_steps=epochs * len(train_batches))
     # The checkpoint's name carries a hash of the whole recipe (data, model, optimizer, seed, precision):
     # a finished pretraining with the same recipe is loaded, not trained again; a cut-off one resumes.

@@ -143,3 +143,17 @@ def test_t4_assumption_uses_resnet50s_counted_training_flops():
     assert budget.training_flops(torchvision.models.resnet50(), 224, batch=1) == budget.RESNET50_TRAINING_FLOPS
     assert budget.T4_TFLOPS == pytest.approx(1198 * 1200 / 3382 * budget.RESNET50_TRAINING_FLOPS / 1e12)
     assert 5 < budget.T4_TFLOPS < 65  # below the T4's FP16 tensor-core peak
+    assert budget.T4_FP32_TFLOPS == pytest.approx(415 * 367 / 1261 * budget.RESNET50_TRAINING_FLOPS / 1e12)
+    assert 1 < budget.T4_FP32_TFLOPS < 8.1  # below the T4's fp32 peak
+
+
+def test_fp32_runs_are_budgeted_at_the_fp32_rate(capsys):
+    plan = budget.Plan("toy")
+    plan.add("mixed", _tiny(), images=10**9, size=4)
+    plan.add("fp32", _tiny(), images=10**9, size=4, amp=False)
+    result = plan.report("cpu", measure=False)
+    mixed, fp32 = result["rows"]
+    assert fp32["pflop"] == mixed["pflop"]
+    assert fp32["t4_minutes"] / mixed["t4_minutes"] == pytest.approx(budget.T4_TFLOPS / budget.T4_FP32_TFLOPS)
+    assert result["t4_minutes"] == pytest.approx(mixed["t4_minutes"] + fp32["t4_minutes"])
+    assert f"fp32 {budget.T4_FP32_TFLOPS:.1f} TFLOP/s" in capsys.readouterr().out
