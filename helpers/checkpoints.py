@@ -97,10 +97,8 @@ def _code(code: types.CodeType, globals_: dict, seen: set) -> dict:
     for name in code.co_names:
         if name in globals_ and name not in seen:
             value = globals_[name]
-            if _is_simple(value):
-                read[name] = value
-            elif isinstance(value, (torch.nn.Module, torch.Tensor)):
-                read[name] = fingerprint(value, seen={id(value)})
+            if _is_simple(value) or isinstance(value, (torch.nn.Module, torch.Tensor)):
+                read[name] = fingerprint(value, seen=seen)
     return {"code": h.hexdigest(), "names": list(code.co_names), "reads": read, "nested": nested}
 
 
