@@ -318,18 +318,20 @@ def _epoch_line(record: dict, epochs: int) -> str:
 
 @torch.no_grad()
 def _inference(model: torch.nn.Module, batches, amp: bool):
-    """Yield (float32 logits, batch on the device) in eval mode; the model's mode is restored after."""
+    """Yield (float32 logits, batch on the device) in eval mode; the model's mode is restored after.
+    amp=False evaluates in true fp32 (TF32 off on CUDA), as `fit` trains."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     amp_dtype = autocast_dtype(device, amp)
     try:
-        for batch in batches:
-            batch = _to_device(batch, device, channels_last=False)
-            x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(x)
-            yield logits.float(), batch
+        with _fp32_means_fp32(device, amp_dtype):
+            for batch in batches:
+                batch = _to_device(batch, device, channels_last=False)
+                x = batch[0] if isinstance(batch, (list, tuple)) else batch
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = model(x)
+                yield logits.float(), batch
     finally:
         model.train(was_training)
 

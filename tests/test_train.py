@@ -365,3 +365,17 @@ def test_compiled_model_trains_and_saves_plain_weights(tiny_data, tmp_path):
     [path] = tmp_path.glob("c-*.pt")
     saved = torch.load(path, weights_only=True)["model"]
     assert set(saved) == set(model.state_dict())  # no "_orig_mod." prefixes
+
+
+def test_evaluation_in_fp32_uses_the_same_tf32_switch(monkeypatch):
+    from contextlib import contextmanager
+    entered = []
+
+    @contextmanager
+    def recording(device, amp_dtype):
+        entered.append((device.type, amp_dtype))
+        yield
+    monkeypatch.setattr(train, "_fp32_means_fp32", recording)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    train.evaluate(model, [(torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0]))], amp=False)
+    assert entered == [("cpu", None)]
