@@ -97,8 +97,10 @@ def _from_torchvision_names(state: dict) -> dict:
 def _imagenet_state_dict() -> dict:
     from torchvision.models import ResNet18_Weights
     weights = ResNet18_Weights.IMAGENET1K_V1
+    from .data import _download_timeout  # a server that never answers must not hang the notebook
     try:
-        return weights.get_state_dict(progress=True)
+        with _download_timeout():
+            return weights.get_state_dict(progress=True)
     except Exception as err:  # URLError, socket errors, a partial file: all mean "not available here"
         hub = Path(torch.hub.get_dir()) / "checkpoints"
         raise RuntimeError(
