@@ -61,3 +61,44 @@ def did_not_move(before: dict[str, torch.Tensor], module: torch.nn.Module, *, wh
     changed = [k for k, v in before.items() if not torch.equal(after[k].detach().cpu(), v.cpu())]
     if changed:
         raise AssertionError(f"{what}: {len(changed)} frozen tensors changed, e.g. {changed[:3]}")
+
+
+class DirectionError(AssertionError):
+    """A comparison whose margin is clearly outside the seed-to-seed noise came out the wrong way."""
+
+
+def direction(claim: str, better: list[float], worse: list[float], *, n: int, factor: float = 3.0,
+              verbose: bool = True) -> dict:
+    """Check the direction of a lesson's comparison, "`better` beats `worse`", only where it is clear.
+
+    `better` and `worse` are one row's test accuracies, one per seed, on `n` test images. The margin
+    is the difference of the means. The spread is the larger of the two rows' seed-to-seed ranges
+    (max - min), and never less than one binomial standard deviation of an accuracy on `n` images, so
+    that two seeds which agree by luck do not make a tiny margin look clear. Where |margin| is at least
+    `factor` times the spread (and both rows have two seeds or more) the comparison is asserted: it
+    raises DirectionError if it goes the wrong way. Anywhere else it only prints the comparison,
+    saying why it is not asserted. Returns margin, spread, ratio, asserted and holds.
+    """
+    better, worse = [float(a) for a in better], [float(a) for a in worse]
+    if not better or not worse:
+        raise ValueError(f"{claim}: both rows need at least one accuracy")
+    mean_better, mean_worse = sum(better) / len(better), sum(worse) / len(worse)
+    margin = mean_better - mean_worse
+    p = min(max((mean_better + mean_worse) / 2, 1e-6), 1 - 1e-6)
+    binomial = math.sqrt(p * (1 - p) / n)
+    seeds = min(len(better), len(worse))
+    spread = max(max(better) - min(better), max(worse) - min(worse), binomial)
+    ratio = abs(margin) / spread
+    asserted = seeds >= 2 and ratio >= factor
+    holds = margin > 0
+    if verbose:
+        verdict = ("shown" if holds else "REVERSED") if asserted else (
+            "not asserted: one seed, spread unknown" if seeds < 2 else
+            f"not asserted: margin < {factor:g}× spread, {'holds' if holds else 'reversed'} within noise")
+        print(f"{claim}: {mean_better:.2%} vs {mean_worse:.2%}, margin {margin:+.2%}, seed spread {spread:.2%} "
+              f"({seeds} seed(s)), ratio {ratio:.1f} -> {verdict}")
+    if asserted and not holds:
+        raise DirectionError(f"{claim}: the opposite came out ({mean_better:.2%} vs {mean_worse:.2%}), by {ratio:.1f}× "
+                             f"the seed-to-seed spread of {spread:.2%}: the lesson's claim does not hold in this run")
+    return dict(claim=claim, better=mean_better, worse=mean_worse, margin=margin, spread=spread, ratio=ratio,
+                seeds=seeds, asserted=asserted, holds=holds)

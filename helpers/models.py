@@ -15,6 +15,9 @@ import torch
 from torch import nn
 
 
+RESNET18_WIDTHS = (64, 128, 256, 512)   # channels per stage of the real ResNet-18 (He et al. 2016)
+
+
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions with a shortcut (He et al. 2016, https://arxiv.org/abs/1512.03385)."""
 
@@ -154,7 +157,7 @@ def load_weights(model: ResNet, source: str | Path | dict, *, new: tuple[str, ..
 
 
 def resnet18(num_classes: int = 10, stem: str = "cifar", in_channels: int = 3,
-             widths: tuple[int, ...] = (64, 128, 256, 512), blocks: tuple[int, ...] = (2, 2, 2, 2),
+             widths: tuple[int, ...] = RESNET18_WIDTHS, blocks: tuple[int, ...] = (2, 2, 2, 2),
              dropout: float = 0.0, weights: str | Path | None = None) -> ResNet:
     """A ResNet-18 (or a narrower/shallower cousin) with addressable parts.
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torchvision
 
-PROFILES = ("full", "ci")
+PROFILES = ("full", "small", "ci")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,7 +28,7 @@ def project_root() -> Path:
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
-    profile: str  # "full" (the real experiment) or "ci" (tiny subsets, seconds on a CPU)
+    profile: str  # "full" (a GPU), "small" (the whole lesson, scaled for a 2-core CPU) or "ci" (seconds)
     data_dir: Path  # where datasets are found or downloaded to
     output_dir: Path  # where checkpoints and result records go
     seed: int
@@ -37,9 +37,30 @@ class Runtime:
     def ci(self) -> bool:
         return self.profile == "ci"
 
-    def pick(self, *, full, ci):
-        """The value for this profile: `rt.pick(full=60, ci=1)`."""
-        return ci if self.ci else full
+    def pick(self, *, full, small, ci):
+        """The value for this profile: `rt.pick(full=60, small=8, ci=1)`."""
+        return pick(full=full, small=small, ci=ci, profile=self.profile)
+
+
+def current_profile() -> str:
+    """`COURSE_PROFILE`, else "full"; an unknown name is an error that lists the profiles."""
+    profile = os.environ.get("COURSE_PROFILE") or "full"
+    if profile not in PROFILES:
+        raise ValueError(f"COURSE_PROFILE={profile!r} is not a profile; use one of {PROFILES} "
+                         f"(unset it for the full profile)")
+    return profile
+
+
+def pick(*, full, small, ci, profile: str | None = None):
+    """A hyperparameter's value for the current profile (`COURSE_PROFILE`, or `profile`).
+
+    A notebook's top cell lists every hyperparameter with its three values side by side:
+    `EPOCHS = pick(full=15, small=10, ci=3)`. All three are required, so no profile is forgotten.
+    """
+    profile = profile or current_profile()
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
+    return {"full": full, "small": small, "ci": ci}[profile]
 
 
 def seed_everything(seed: int) -> None:
@@ -83,9 +104,9 @@ def setup(seed: int = 0, *, profile: str | None = None, data_dir: str | Path | N
     Keyword arguments override the environment (`COURSE_PROFILE`, `COURSE_DATA_DIR`,
     `COURSE_OUTPUT_DIR`).
     """
-    profile = profile or os.environ.get("COURSE_PROFILE") or "full"
+    profile = profile or current_profile()
     if profile not in PROFILES:
-        raise ValueError(f"COURSE_PROFILE={profile!r} is not a profile; use one of {PROFILES}")
+        raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
     seed_everything(seed)
     device = pick_device()
     if device.type == "cuda":

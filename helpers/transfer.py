@@ -23,7 +23,7 @@ from .loader import GpuBatches
 
 @dataclass
 class Pretrained:
-    """A state dict for `models.resnet18(stem="imagenet")` and what it was trained on."""
+    """A state dict for `models.resnet18(stem="imagenet", widths=widths)` and what it was trained on."""
     name: str
     state_dict: dict
     mean: tuple[float, float, float]
@@ -31,10 +31,13 @@ class Pretrained:
     image_size: int  # the input resolution of the source task
     classes: tuple[str, ...]  # the source task's class names
     details: dict = field(default_factory=dict)
+    widths: tuple[int, ...] = models.RESNET18_WIDTHS  # channels per stage (the real ResNet-18's by default)
 
     def __repr__(self) -> str:
         extra = ", ".join(f"{k}={v}" for k, v in self.details.items())
-        return f"Pretrained({self.name}, {len(self.classes)} source classes, {self.image_size} px{', ' + extra if extra else ''})"
+        width = "" if self.widths == models.RESNET18_WIDTHS else f", widths {'-'.join(map(str, self.widths))}"
+        return (f"Pretrained({self.name}, {len(self.classes)} source classes, {self.image_size} px{width}"
+                f"{', ' + extra if extra else ''})")
 
 
 def imagenet_weights() -> Pretrained:
@@ -51,11 +54,13 @@ def pretrain_tiny_imagenet(*, data_dir: str | Path, output_dir: str | Path, devi
                            epochs: int = 30, per_class: int | None = None, val_per_class: int | None = None,
                            image_size: int = 64, batch_size: int = 256, peak_lr: float = 0.2,
                            weight_decay: float = 5e-4, label_smoothing: float = 0.1, seed: int = 0,
-                           amp: bool = True, progress: bool = True) -> Pretrained:
+                           widths: tuple[int, ...] = models.RESNET18_WIDTHS, amp: bool = True,
+                           progress: bool = True) -> Pretrained:
     """Train a 200-class ResNet-18 (ImageNet stem) on Tiny ImageNet's training split, or reuse it.
 
     per_class / val_per_class: training and validation images per class (None: all 500 / 50).
     image_size: 64 is Tiny ImageNet's own; a smaller size trains faster (the `ci` profile uses 32).
+    widths: channels per stage; narrower than the real ResNet-18's for a CPU (the `small` profile).
     The run is saved as `output_dir/tiny-imagenet-resnet18-<hash of the recipe>.pt`; a later call with
     the same recipe loads it instead of training again (`seconds` is then the time the training
     took when it ran), and a run cut off mid-way resumes from its last finished epoch. Recipe: SGD
@@ -75,7 +80,7 @@ def pretrain_tiny_imagenet(*, data_dir: str | Path, output_dir: str | Path, devi
     val_batches = GpuBatches(val_split, batch_size=1000, device=device, train=False, size=image_size)
 
     torch.manual_seed(seed)
-    model = models.resnet18(num_classes=len(train_split.classes), stem="imagenet").to(device)
+    model = models.resnet18(num_classes=len(train_split.classes), stem="imagenet", widths=widths).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=peak_lr, momentum=0.9, nesterov=True,
                                 weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak_lr, pct_start=0.25, cycle_momentum=False,
@@ -89,14 +94,10 @@ def pretrain_tiny_imagenet(*, data_dir: str | Path, output_dir: str | Path, devi
                "val_top1": round(history[-1]["val_top1"], 4), "val_top5": round(history[-1]["val_top5"], 4),
                "seconds": round(sum(r["seconds"] for r in history), 1)}
     print(f"the course's Tiny ImageNet ResNet-18: {details}")
-    return _tiny_pretrained({"model": model.state_dict(), "classes": list(train_split.classes), "details": details},
-                            image_size)
-
-
-def _tiny_pretrained(saved: dict, image_size: int) -> Pretrained:
     mean, std = datasets.STATS["tiny-imagenet"]
-    return Pretrained(name="Tiny ImageNet-200 (trained by the course)", state_dict=saved["model"], mean=mean, std=std,
-                      image_size=image_size, classes=tuple(saved["classes"]), details=saved["details"])
+    return Pretrained(name="Tiny ImageNet-200 (trained by the course)", state_dict=model.state_dict(), mean=mean,
+                      std=std, image_size=image_size, classes=tuple(train_split.classes), details=details,
+                      widths=tuple(widths))
 
 
 def pretrained_weights(prefer: str = "imagenet", **tiny_imagenet) -> Pretrained:

@@ -44,3 +44,22 @@ def test_moved_and_did_not_move():
     assert checks.moved(before, layer, what="trained") > 0
     with pytest.raises(AssertionError, match="frozen tensors changed"):
         checks.did_not_move(before, layer, what="frozen")
+
+
+def test_direction_asserts_only_clear_margins_and_bites_when_they_reverse(capsys):
+    # clear margin (10 points against a spread of 1 point), right way: asserted and passes
+    r = checks.direction("a beats b", [0.60, 0.61], [0.50, 0.51], n=10_000)
+    assert r["asserted"] and r["holds"] and abs(r["margin"] - 0.10) < 1e-9 and abs(r["spread"] - 0.01) < 1e-9
+    assert "shown" in capsys.readouterr().out
+    # the same numbers the other way round: a clear reversal fails
+    with pytest.raises(checks.DirectionError, match="b beats a"):
+        checks.direction("b beats a", [0.50, 0.51], [0.60, 0.61], n=10_000)
+    # margin 2 points, spread 1 point: within 3x, printed, not asserted, even though reversed
+    r = checks.direction("c beats d", [0.50, 0.51], [0.52, 0.53], n=10_000)
+    assert not r["asserted"] and not r["holds"]
+    assert "not asserted" in capsys.readouterr().out
+    # one seed: the spread is unknown, never asserted
+    assert not checks.direction("e beats f", [0.2], [0.9], n=10_000)["asserted"]
+    # seeds that agree exactly: the binomial SD on 100 images (5 points at 50%) is the floor of the spread
+    r = checks.direction("g beats h", [0.55, 0.55], [0.45, 0.45], n=100)
+    assert abs(r["spread"] - 0.05) < 1e-9 and not r["asserted"]

@@ -34,7 +34,15 @@ def test_setup_reads_the_profile_and_folders_and_says_what_it_chose(monkeypatch,
     assert rt.device.type in ("cpu", "cuda", "mps")
     for part in ("torch " + torch.__version__, "profile: ci", str(tmp_path / "d"), "seed: 7"):
         assert part in line
-    assert rt.pick(full=60, ci=1) == 1
+    assert rt.pick(full=60, small=8, ci=1) == 1
+    for profile, value in (("full", 60), ("small", 8), ("ci", 1)):
+        monkeypatch.setenv("COURSE_PROFILE", profile)
+        assert runtime.pick(full=60, small=8, ci=1) == value
+    monkeypatch.delenv("COURSE_PROFILE")
+    assert runtime.current_profile() == "full" and runtime.pick(full=60, small=8, ci=1) == 60
+    with pytest.raises(TypeError):
+        runtime.pick(full=60, ci=1)   # a profile left out is an error, not a silent default
+    monkeypatch.setenv("COURSE_PROFILE", "ci")
     a = torch.rand(3)
     runtime.setup(seed=7, verbose=False)
     assert torch.equal(a, torch.rand(3))  # the same seed, the same draws

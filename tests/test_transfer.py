@@ -70,3 +70,16 @@ def test_imagenet_weights_when_available(monkeypatch):
     weights = transfer.pretrained_weights("imagenet")
     assert weights.image_size == 224 and len(weights.classes) == 1000 and weights.mean == (0.485, 0.456, 0.406)
     assert weights.state_dict is state
+
+
+def test_a_narrow_pretraining_says_its_widths_and_loads_only_into_the_same_widths(pretrained, data_dir):
+    out, full = pretrained
+    narrow = transfer.pretrain_tiny_imagenet(data_dir=data_dir, output_dir=out, device="cpu",
+                                             **{**RECIPE, "widths": (8, 16, 32, 64)})
+    assert full.widths == models.RESNET18_WIDTHS and narrow.widths == (8, 16, 32, 64)
+    assert "widths 8-16-32-64" in repr(narrow) and "widths" not in repr(full)
+    assert narrow.state_dict["layer4.1.conv2.weight"].shape[0] == 64
+    models.load_weights(models.resnet18(num_classes=10, stem="imagenet", widths=narrow.widths), narrow.state_dict,
+                        verbose=False)
+    with pytest.raises(ValueError, match="does not fit this model"):
+        models.load_weights(models.resnet18(num_classes=10, stem="imagenet"), narrow.state_dict, verbose=False)
