@@ -55,7 +55,7 @@ def collect(output_dir: str | Path) -> list[dict]:
     return rows
 
 
-PERCENT_WORDS = ("accuracy", "top1", "top5", "reported", "precision", "recall")
+PERCENT_WORDS = ("accuracy", "top1", "top5", "reported", "precision", "recall", "std", "margin", "spread")
 
 
 def _cell(column: str, value) -> str:
