@@ -1,8 +1,11 @@
 """The course's main job: execute every notebook headless at a profile, then print the results table.
 
     course run --profile ci --out runs/ci          # every notebook, tiny subsets, minutes on a CPU
+    course run --profile small 01                  # notebook 01's whole lesson, scaled for a 2-core CPU
     course run --profile full --out runs/full 01   # notebook 01 at full size (wants a GPU)
-    course results runs/full                       # the table again
+    course store runs/small 01                     # keep that run's outputs in notebooks/01_*.ipynb
+    course results                                 # the tables of every profile run here, and the stored one
+    course results runs/full                       # one output folder's table
     course colab you/your-fork                     # point the notebooks' Colab links at your fork
 
 Each executed notebook is saved, with its outputs, in the output folder; a notebook that fails
@@ -11,14 +14,17 @@ does not stop the others, and the exit status says whether all of them ran.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from .results import collect, markdown_table
-from .runtime import PROFILES, project_root
+from .runtime import PROFILES, default_data_dir, project_root
 
 
 
@@ -102,11 +108,130 @@ def run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int | 
         ok, seconds, error = execute(nb, out_dir, timeout)
         status.append({"notebook": nb.name, "status": "ok" if ok else f"FAILED: {error}", "seconds": seconds})
         print(f"  {'ok' if ok else 'FAILED'} in {seconds:.0f} s" + (f": {error}" if error else ""), flush=True)
+        _record_run_time(out_dir, nb.stem, profile=profile, ok=ok, seconds=seconds)
     print(f"\nExecuted notebooks are in {out_dir}\n")
     print(markdown_table(status))
     print("\nResults (each row says what produced it):\n")
     print(markdown_table(collect(out_dir)))
     return 0 if all(s["status"] == "ok" for s in status) else 1
+
+
+RUN_TIMES = "run_times.json"   # beside the results records: how long each notebook took, as `course run` measured
+
+
+def _record_run_time(out_dir: Path, notebook: str, *, profile: str, ok: bool, seconds: float) -> None:
+    import torch
+    file = out_dir / "results" / RUN_TIMES
+    file.parent.mkdir(parents=True, exist_ok=True)
+    times = json.loads(file.read_text()) if file.exists() else {}
+    device = "CPU (%d threads)" % torch.get_num_threads() if not torch.cuda.is_available() else \
+        torch.cuda.get_device_name()
+    times[notebook] = {"profile": profile, "ok": ok, "minutes": round(seconds / 60, 1), "device": device,
+                       "date": datetime.now().astimezone().date().isoformat()}
+    file.write_text(json.dumps(times, indent=1))
+
+
+# ---- Stored outputs: a small-profile run kept in the notebooks, so readers see results without running --------
+
+STORED = project_root() / "notebooks" / "results"   # the stored runs' records: STORED/<profile>/<notebook>.json
+MAX_NOTEBOOK_BYTES = 2_000_000
+_ABSOLUTE = re.compile(r"(?<![\w.~$])/(?:root|home|Users|tmp|work|content|mnt|var|opt|private|srv|data)/[^\s'\")]*")
+STORED_NOTE = "**Stored outputs.**"
+
+
+def code_fingerprint(nb) -> str:
+    """A hash of every code cell's source, in order: stored outputs belong to exactly this code."""
+    code = "\n\x00".join(c.source for c in nb.cells if c.cell_type == "code")
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
+
+
+def _scrub(text: str, replacements: dict[str, str]) -> str:
+    for path, placeholder in sorted(replacements.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(path, placeholder)
+    return text
+
+
+def absolute_paths(text: str) -> list[str]:
+    """Absolute paths of a machine (/root/..., /home/..., /tmp/...) found in `text`."""
+    return _ABSOLUTE.findall(text)
+
+
+def store(out_dir: Path, selected: list[str] | None = None) -> list[Path]:
+    """Copy the outputs of notebooks executed by `course run --profile small` in `out_dir` into the
+    course's notebooks, with machine paths replaced by placeholders, a note in the first markdown cell
+    (profile, device, date, run time), and the run's results records under notebooks/results/small/.
+
+    Refuses (SystemExit, saying why and what to do) when a notebook failed or was not run at the small
+    profile, when its code differs from the notebook's current code, when a machine path would remain,
+    or when the stored notebook would exceed 2 MB.
+    """
+    import nbformat
+    out_dir = out_dir.resolve()
+    times_file = out_dir / "results" / RUN_TIMES
+    if not times_file.exists():
+        raise SystemExit(f"{times_file} is missing: run `course run --profile small --out {out_dir}` first")
+    times = json.loads(times_file.read_text())
+    replacements = {str(out_dir): "$COURSE_OUTPUT_DIR", str(default_data_dir()): "$COURSE_DATA_DIR",
+                    str(project_root()): "<course>", str(Path.home()): "~"}
+    stored = []
+    for target in notebooks(selected):
+        executed_file = out_dir / target.name
+        run = times.get(target.stem)
+        if not executed_file.exists() or run is None:
+            raise SystemExit(f"{target.stem} was not run into {out_dir}: run `course run --profile small --out "
+                             f"{out_dir} {target.stem[:2]}` first")
+        if run["profile"] != "small" or not run["ok"]:
+            raise SystemExit(f"{target.stem} in {out_dir} ran at profile {run['profile']!r}"
+                             f"{'' if run['ok'] else ' and FAILED'}: only a finished small-profile run is stored")
+        executed = nbformat.read(executed_file, as_version=4)
+        nb = nbformat.read(target, as_version=4)
+        if code_fingerprint(executed) != code_fingerprint(nb):
+            raise SystemExit(f"{target.name}'s code changed after the run in {out_dir}: run it again "
+                             f"(`course run --profile small --out {out_dir} {target.stem[:2]}`), then store it")
+        for cell, ran in zip(nb.cells, executed.cells):
+            if cell.cell_type == "code":
+                outputs = json.loads(_scrub(json.dumps(ran.outputs), replacements))
+                cell.outputs = [nbformat.from_dict(o) for o in outputs]
+                cell.execution_count = ran.execution_count
+                if "execution" in ran.metadata:
+                    cell.metadata["execution"] = ran.metadata["execution"]
+        note = (f"{STORED_NOTE} The outputs below come from the `small` profile on a 2-core CPU "
+                f"({run['device']}), run on {run['date']} by `course run --profile small` in {run['minutes']:.1f} "
+                f"minutes. Run a cell and your own outputs replace them.")
+        first = next(c for c in nb.cells if c.cell_type == "markdown")
+        paragraphs = [p for p in first.source.split("\n\n") if not p.startswith(STORED_NOTE)]
+        first.source = "\n\n".join(paragraphs[:2] + [note] + paragraphs[2:])
+        nb.metadata["course_stored"] = {"profile": "small", **{k: run[k] for k in ("device", "date", "minutes")},
+                                        "code": code_fingerprint(nb)}
+        text = nbformat.writes(nb)
+        if leaks := absolute_paths(text):
+            raise SystemExit(f"{target.name}: its outputs still hold machine paths, e.g. {leaks[:3]}; print "
+                             f"paths relative to the data or output folder, then run it again")
+        if len(text.encode()) > MAX_NOTEBOOK_BYTES:
+            raise SystemExit(f"{target.name} would be {len(text.encode()) / 1e6:.1f} MB with its outputs, over the "
+                             f"{MAX_NOTEBOOK_BYTES / 1e6:.0f} MB limit: draw fewer or smaller figures")
+        records = out_dir / "results" / f"{target.stem}.json"
+        folder = STORED / "small"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / records.name).write_text(_scrub(records.read_text(), replacements))
+        store_times = folder / RUN_TIMES
+        kept = json.loads(store_times.read_text()) if store_times.exists() else {}
+        store_times.write_text(json.dumps({**kept, target.stem: run}, indent=1, sort_keys=True))
+        target.write_text(text)
+        stored.append(target)
+        print(f"stored {target.name}: {len(text.encode()) / 1e6:.2f} MB, small profile, {run['minutes']:.1f} min "
+              f"on {run['device']} ({run['date']})")
+    return stored
+
+
+def results_tables(out: Path | None = None) -> str:
+    """One output folder's results; without one, every profile's folder under runs/ and the stored records."""
+    if out is not None:
+        return markdown_table(collect(out))
+    sources = [(f"profile {p} (runs/{p})", project_root() / "runs" / p) for p in PROFILES]
+    sources += [(f"stored with the notebooks, profile {p} (notebooks/results/{p})", STORED / p) for p in PROFILES]
+    parts = [f"## {title}\n\n{markdown_table(rows)}" for title, folder in sources if (rows := collect(folder))]
+    return "\n\n".join(parts) or "(no results recorded yet: run `course run --profile ci`)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--profile", choices=PROFILES, default="ci")
     p_run.add_argument("--out", type=Path, default=None, help="output folder (default runs/<profile>)")
     p_run.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
-    p_res = sub.add_parser("results", help="print the results table of an output folder")
-    p_res.add_argument("out", type=Path)
+    p_res = sub.add_parser("results", help="print the results tables (default: every profile's, and the stored)")
+    p_res.add_argument("out", type=Path, nargs="?", default=None)
+    p_store = sub.add_parser("store", help="keep a small-profile run's outputs in the notebooks")
+    p_store.add_argument("out", type=Path, help="the output folder of `course run --profile small`")
+    p_store.add_argument("notebooks", nargs="*", help="number prefixes, e.g. 01 03 (default: all)")
     p_colab = sub.add_parser("colab", help="point the notebooks' 'Open in Colab' links and setup cells at a fork")
     p_colab.add_argument("github_path", help="owner/name of the GitHub repository, e.g. you/dl-course")
     p_colab.add_argument("--branch", default="main")
@@ -130,7 +258,10 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f.name for f in changed) + "\nCommit and push them; the badges then open your fork.")
         return 0
     if args.command == "results":
-        print(markdown_table(collect(args.out)))
+        print(results_tables(args.out))
+        return 0
+    if args.command == "store":
+        store(args.out, args.notebooks)
         return 0
     return run(args.profile, args.out or project_root() / "runs" / args.profile, args.notebooks, args.timeout)
 

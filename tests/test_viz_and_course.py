@@ -1,8 +1,11 @@
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
+import pytest  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from nbformat.v4 import new_code_cell, new_notebook  # noqa: E402
@@ -75,3 +78,44 @@ def test_heatmap_outlines_the_best_cell_and_bars_show_error_bars():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"] and len(bars) == 2
     assert bars.errorbar is not None and [t.get_text() for t in ax.texts] == [" 50.0%", " 70.0%"]
     plt.close("all")
+
+
+def test_a_small_run_is_stored_in_the_notebook_without_machine_paths_and_only_for_the_code_that_ran(
+        tmp_path, monkeypatch, capsys):
+    from nbformat.v4 import new_markdown_cell
+    (tmp_path / "notebooks").mkdir()
+    nb = new_notebook(cells=[
+        new_markdown_cell("badge\n\n# 01 · toy\n\n**What you learn here.** Nothing."),
+        new_code_cell("from helpers.runtime import setup\nfrom helpers.results import record\n"
+                      "rt = setup(0)\nrecord(rt, '01_toy', 'a recipe', test_accuracy=0.25)\nprint(rt.output_dir)")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    source = tmp_path / "notebooks" / "01_toy.ipynb"
+    nbformat.write(nb, source)
+    monkeypatch.setattr(course, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(course, "STORED", tmp_path / "notebooks" / "results")
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    assert course.run("ci", tmp_path / "ci", ["01"], timeout=120) == 0
+    with pytest.raises(SystemExit, match="ran at profile 'ci'"):
+        course.store(tmp_path / "ci", ["01"])   # only a small-profile run is stored
+    assert course.run("small", tmp_path / "small", ["01"], timeout=120) == 0
+    course.store(tmp_path / "small", ["01"])
+    stored = nbformat.read(source, as_version=4)
+    printed = "".join(o.get("text", "") for o in stored.cells[1].outputs)
+    assert "profile: small" in printed and "$COURSE_DATA_DIR" in printed and "$COURSE_OUTPUT_DIR" in printed
+    assert not course.absolute_paths(source.read_text())
+    assert stored.cells[0].source.split("\n\n")[2].startswith("**Stored outputs.** The outputs below come from the "
+                                                             "`small` profile on a 2-core CPU")
+    assert stored.metadata["course_stored"]["code"] == course.code_fingerprint(stored)
+    assert json.loads((tmp_path / "notebooks" / "results" / "small" / "01_toy.json").read_text())[0]["profile"] == "small"
+    course.store(tmp_path / "small", ["01"])   # storing again replaces the note instead of adding a second one
+    assert nbformat.read(source, as_version=4).cells[0].source.count("**Stored outputs.**") == 1
+    # every profile's table, and the stored one, in `course results`
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "small").rename(tmp_path / "runs" / "small")
+    tables = course.results_tables()
+    assert "## profile small (runs/small)" in tables and "## stored with the notebooks, profile small" in tables
+    # code edited after the run: its outputs would no longer be its own
+    stored.cells[1].source += "\nprint('changed')"
+    nbformat.write(stored, source)
+    with pytest.raises(SystemExit, match="code changed after the run"):
+        course.store(tmp_path / "runs" / "small", ["01"])
