@@ -68,7 +68,7 @@ class DirectionError(AssertionError):
 
 
 def direction(claim: str, better: list[float], worse: list[float], *, n: int, factor: float = 3.0,
-              verbose: bool = True) -> dict:
+              assert_clear: bool = True, verbose: bool = True) -> dict:
     """Check the direction of a lesson's comparison, "`better` beats `worse`", only where it is clear.
 
     `better` and `worse` are one row's test accuracies, one per seed, on `n` test images. The margin
@@ -77,7 +77,9 @@ def direction(claim: str, better: list[float], worse: list[float], *, n: int, fa
     that two seeds which agree by luck do not make a tiny margin look clear. Where |margin| is at least
     `factor` times the spread (and both rows have two seeds or more) the comparison is asserted: it
     raises DirectionError if it goes the wrong way. Anywhere else it only prints the comparison,
-    saying why it is not asserted. Returns margin, spread, ratio, asserted and holds.
+    saying why it is not asserted. `assert_clear=False` is for a comparison that the lesson leaves
+    open (it makes no claim about it): printed with the same figures, never asserted.
+    Returns margin, spread, ratio, asserted and holds.
     """
     better, worse = [float(a) for a in better], [float(a) for a in worse]
     if not better or not worse:
@@ -89,16 +91,18 @@ def direction(claim: str, better: list[float], worse: list[float], *, n: int, fa
     seeds = min(len(better), len(worse))
     spread = max(max(better) - min(better), max(worse) - min(worse), binomial)
     ratio = abs(margin) / spread
-    asserted = seeds >= 2 and ratio >= factor
+    clear = seeds >= 2 and ratio >= factor
+    asserted = clear and assert_clear
     holds = margin > 0
     if verbose:
         verdict = ("shown" if holds else "REVERSED") if asserted else (
             "not asserted: one seed, spread unknown" if seeds < 2 else
-            f"not asserted: margin < {factor:g}× spread, {'holds' if holds else 'reversed'} within noise")
+            f"not asserted: margin < {factor:g}× spread, {'holds' if holds else 'reversed'} within noise" if not clear
+            else f"{'holds' if holds else 'reversed'} clearly; an open question of the lesson, printed only")
         print(f"{claim}: {mean_better:.2%} vs {mean_worse:.2%}, margin {margin:+.2%}, seed spread {spread:.2%} "
               f"({seeds} seed(s)), ratio {ratio:.1f} -> {verdict}")
     if asserted and not holds:
         raise DirectionError(f"{claim}: the opposite came out ({mean_better:.2%} vs {mean_worse:.2%}), by {ratio:.1f}× "
                              f"the seed-to-seed spread of {spread:.2%}: the lesson's claim does not hold in this run")
     return dict(claim=claim, better=mean_better, worse=mean_worse, margin=margin, spread=spread, ratio=ratio,
-                seeds=seeds, asserted=asserted, holds=holds)
+                seeds=seeds, clear=clear, asserted=asserted, holds=holds)

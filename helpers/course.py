@@ -140,8 +140,9 @@ STORED_NOTE = "**Stored outputs.**"
 
 
 def code_fingerprint(nb) -> str:
-    """A hash of every code cell's source, in order: stored outputs belong to exactly this code."""
-    code = "\n\x00".join(c.source for c in nb.cells if c.cell_type == "code")
+    """A hash of every code cell's source, in order: stored outputs belong to exactly this code. The setup
+    cell's COURSE_REPO default is left out, so `course colab` (which points it at a fork) keeps them valid."""
+    code = "\n\x00".join(_REPO_LINE.sub("COURSE_REPO", c.source) for c in nb.cells if c.cell_type == "code")
     return hashlib.sha256(code.encode()).hexdigest()[:16]
 
 

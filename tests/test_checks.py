@@ -58,6 +58,10 @@ def test_direction_asserts_only_clear_margins_and_bites_when_they_reverse(capsys
     r = checks.direction("c beats d", [0.50, 0.51], [0.52, 0.53], n=10_000)
     assert not r["asserted"] and not r["holds"]
     assert "not asserted" in capsys.readouterr().out
+    # an open question of the lesson: clear and reversed, printed, never raised
+    r = checks.direction("b beats a?", [0.50, 0.51], [0.60, 0.61], n=10_000, assert_clear=False)
+    assert r["clear"] and not r["asserted"] and not r["holds"]
+    assert "open question" in capsys.readouterr().out
     # one seed: the spread is unknown, never asserted
     assert not checks.direction("e beats f", [0.2], [0.9], n=10_000)["asserted"]
     # seeds that agree exactly: the binomial SD on 100 images (5 points at 50%) is the floor of the spread

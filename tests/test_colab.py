@@ -30,6 +30,9 @@ def test_course_colab_points_badges_and_setup_cells_at_a_fork(tmp_path, monkeypa
         assert cells[0].source.startswith(course.colab_badge("me/my-fork", notebook.name, "spring"))
         assert "colab.research.google.com/github/me/my-fork/blob/spring/notebooks/" + notebook.name in cells[0].source
         assert 'os.environ.get("COURSE_REPO", "https://github.com/me/my-fork.git")' in cells[1].source
+        pointed = nbformat.read(tmp_path / "notebooks" / notebook.name, as_version=4)
+        original = nbformat.read(notebook, as_version=4)
+        assert course.code_fingerprint(pointed) == course.code_fingerprint(original)  # stored outputs stay valid
     assert "github/me/my-fork/blob/spring/notebooks/01_baseline.ipynb" in (tmp_path / "README.md").read_text()
     with pytest.raises(SystemExit, match="not a GitHub path"):
         course.main(["colab", "https://github.com/me/my-fork"])
