@@ -189,13 +189,14 @@ def store(out_dir: Path, selected: list[str] | None = None) -> list[Path]:
         if code_fingerprint(executed) != code_fingerprint(nb):
             raise SystemExit(f"{target.name}'s code changed after the run in {out_dir}: run it again "
                              f"(`course run --profile small --out {out_dir} {target.stem[:2]}`), then store it")
-        for cell, ran in zip(nb.cells, executed.cells):
-            if cell.cell_type == "code":
-                outputs = json.loads(_scrub(json.dumps(ran.outputs), replacements))
-                cell.outputs = [nbformat.from_dict(o) for o in outputs]
-                cell.execution_count = ran.execution_count
-                if "execution" in ran.metadata:
-                    cell.metadata["execution"] = ran.metadata["execution"]
+        # code cells pair up in order (the fingerprint says they are the same code); markdown may have changed
+        code_cells = lambda book: [c for c in book.cells if c.cell_type == "code"]
+        for cell, ran in zip(code_cells(nb), code_cells(executed)):
+            outputs = json.loads(_scrub(json.dumps(ran.outputs), replacements))
+            cell.outputs = [nbformat.from_dict(o) for o in outputs]
+            cell.execution_count = ran.execution_count
+            if "execution" in ran.metadata:
+                cell.metadata["execution"] = ran.metadata["execution"]
         note = (f"{STORED_NOTE} The outputs below come from the `small` profile on a 2-core CPU "
                 f"({run['device']}), run on {run['date']} by `course run --profile small` in {run['minutes']:.1f} "
                 f"minutes. Run a cell and your own outputs replace them.")

@@ -98,9 +98,13 @@ def test_a_small_run_is_stored_in_the_notebook_without_machine_paths_and_only_fo
     with pytest.raises(SystemExit, match="ran at profile 'ci'"):
         course.store(tmp_path / "ci", ["01"])   # only a small-profile run is stored
     assert course.run("small", tmp_path / "small", ["01"], timeout=120) == 0
+    edited = nbformat.read(source, as_version=4)   # prose written after the run moves the code cell down
+    edited.cells.insert(1, new_markdown_cell("What this run showed."))
+    nbformat.write(edited, source)
     course.store(tmp_path / "small", ["01"])
     stored = nbformat.read(source, as_version=4)
-    printed = "".join(o.get("text", "") for o in stored.cells[1].outputs)
+    assert stored.cells[1].cell_type == "markdown" and not stored.cells[1].get("outputs")
+    printed = "".join(o.get("text", "") for o in stored.cells[2].outputs)
     assert "profile: small" in printed and "$COURSE_DATA_DIR" in printed and "$COURSE_OUTPUT_DIR" in printed
     assert not course.absolute_paths(source.read_text())
     assert stored.cells[0].source.split("\n\n")[2].startswith("**Stored outputs.** The outputs below come from the "
@@ -115,7 +119,7 @@ def test_a_small_run_is_stored_in_the_notebook_without_machine_paths_and_only_fo
     tables = course.results_tables()
     assert "## profile small (runs/small)" in tables and "## stored with the notebooks, profile small" in tables
     # code edited after the run: its outputs would no longer be its own
-    stored.cells[1].source += "\nprint('changed')"
+    stored.cells[2].source += "\nprint('changed')"
     nbformat.write(stored, source)
     with pytest.raises(SystemExit, match="code changed after the run"):
         course.store(tmp_path / "runs" / "small", ["01"])
