@@ -152,6 +152,11 @@ def _scrub(text: str, replacements: dict[str, str]) -> str:
     return text
 
 
+def outputs_text(nb) -> str:
+    """Every code cell's stored outputs, as text (the sources may name Colab's paths on purpose)."""
+    return json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"], ensure_ascii=False)
+
+
 def absolute_paths(text: str) -> list[str]:
     """Absolute paths of a machine (/root/..., /home/..., /tmp/...) found in `text`."""
     return _ABSOLUTE.findall(text)
@@ -206,7 +211,7 @@ def store(out_dir: Path, selected: list[str] | None = None) -> list[Path]:
         nb.metadata["course_stored"] = {"profile": "small", **{k: run[k] for k in ("device", "date", "minutes")},
                                         "code": code_fingerprint(nb)}
         text = nbformat.writes(nb)
-        if leaks := absolute_paths(text):
+        if leaks := absolute_paths(outputs_text(nb)):
             raise SystemExit(f"{target.name}: its outputs still hold machine paths, e.g. {leaks[:3]}; print "
                              f"paths relative to the data or output folder, then run it again")
         if len(text.encode()) > MAX_NOTEBOOK_BYTES:

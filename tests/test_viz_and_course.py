@@ -106,7 +106,7 @@ def test_a_small_run_is_stored_in_the_notebook_without_machine_paths_and_only_fo
     assert stored.cells[1].cell_type == "markdown" and not stored.cells[1].get("outputs")
     printed = "".join(o.get("text", "") for o in stored.cells[2].outputs)
     assert "profile: small" in printed and "$COURSE_DATA_DIR" in printed and "$COURSE_OUTPUT_DIR" in printed
-    assert not course.absolute_paths(source.read_text())
+    assert not course.absolute_paths(course.outputs_text(stored))
     assert stored.cells[0].source.split("\n\n")[2].startswith("**Stored outputs.** The outputs below come from the "
                                                              "`small` profile on a 2-core CPU")
     assert stored.metadata["course_stored"]["code"] == course.code_fingerprint(stored)
