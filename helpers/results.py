@@ -48,10 +48,13 @@ def _write_atomic(file: Path, text: str) -> None:
 
 
 def collect(output_dir: str | Path) -> list[dict]:
-    """Every recorded row under `output_dir/results`, notebooks in order."""
+    """Every recorded row under `output_dir/results`, notebooks in order (files of rows only: the run
+    times that `course run` keeps beside them are not results)."""
     rows = []
     for file in sorted((Path(output_dir) / "results").glob("*.json")):
-        rows += json.loads(file.read_text())
+        content = json.loads(file.read_text())
+        if isinstance(content, list):
+            rows += content
     return rows
 
 
