@@ -235,9 +235,10 @@ def results_tables(out: Path | None = None) -> str:
     """One output folder's results; without one, every profile's folder under runs/ and the stored records."""
     if out is not None:
         return markdown_table(collect(out))
-    sources = [(f"profile {p} (runs/{p})", project_root() / "runs" / p) for p in PROFILES]
-    sources += [(f"stored with the notebooks, profile {p} (notebooks/results/{p})", STORED / p) for p in PROFILES]
-    parts = [f"## {title}\n\n{markdown_table(rows)}" for title, folder in sources if (rows := collect(folder))]
+    sources = [(f"profile {p} (runs/{p})", collect(project_root() / "runs" / p)) for p in PROFILES]
+    sources += [(f"stored with the notebooks, profile {p} (notebooks/results/{p})", collect(STORED / p, folder=""))
+                for p in PROFILES]
+    parts = [f"## {title}\n\n{markdown_table(rows)}" for title, rows in sources if rows]
     return "\n\n".join(parts) or "(no results recorded yet: run `course run --profile ci`)"
 
 

@@ -47,11 +47,11 @@ def _write_atomic(file: Path, text: str) -> None:
                                  f"and record again.") from err
 
 
-def collect(output_dir: str | Path) -> list[dict]:
-    """Every recorded row under `output_dir/results`, notebooks in order (files of rows only: the run
+def collect(output_dir: str | Path, folder: str = "results") -> list[dict]:
+    """Every recorded row under `output_dir/<folder>`, notebooks in order (files of rows only: the run
     times that `course run` keeps beside them are not results)."""
     rows = []
-    for file in sorted((Path(output_dir) / "results").glob("*.json")):
+    for file in sorted((Path(output_dir) / folder).glob("*.json")):
         content = json.loads(file.read_text())
         if isinstance(content, list):
             rows += content
