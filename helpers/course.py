@@ -100,8 +100,20 @@ def execute(notebook: Path, out_dir: Path, timeout: int | None) -> tuple[bool, f
 def run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int | None) -> int:
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["COURSE_PROFILE"] = profile
+    saved = {k: os.environ.get(k) for k in ("COURSE_PROFILE", "COURSE_OUTPUT_DIR")}
+    os.environ["COURSE_PROFILE"] = profile   # the kernels inherit them; restored below for the caller
     os.environ["COURSE_OUTPUT_DIR"] = str(out_dir)
+    try:
+        return _run(profile, out_dir, selected, timeout)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int | None) -> int:
     status = []
     for nb in notebooks(selected):
         print(f"running {nb.name} (profile {profile}) ...", flush=True)

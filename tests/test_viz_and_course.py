@@ -1,4 +1,5 @@
 import json
+import os
 
 import matplotlib
 
@@ -97,7 +98,9 @@ def test_a_small_run_is_stored_in_the_notebook_without_machine_paths_and_only_fo
     assert course.run("ci", tmp_path / "ci", ["01"], timeout=120) == 0
     with pytest.raises(SystemExit, match="ran at profile 'ci'"):
         course.store(tmp_path / "ci", ["01"])   # only a small-profile run is stored
+    monkeypatch.setenv("COURSE_PROFILE", "ci")
     assert course.run("small", tmp_path / "small", ["01"], timeout=120) == 0
+    assert os.environ["COURSE_PROFILE"] == "ci"   # the caller's profile is back (later notebooks run at ci)
     edited = nbformat.read(source, as_version=4)   # prose written after the run moves the code cell down
     edited.cells.insert(1, new_markdown_cell("What this run showed."))
     nbformat.write(edited, source)
