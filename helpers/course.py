@@ -23,8 +23,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .results import collect, markdown_table
-from .runtime import PROFILES, default_data_dir, project_root
+from .results import _write_atomic, collect, markdown_table
+from .runtime import PROFILES, default_data_dir, device_name, pick_device, project_root
 
 
 
@@ -132,15 +132,12 @@ RUN_TIMES = "run_times.json"   # beside the results records: how long each noteb
 
 
 def _record_run_time(out_dir: Path, notebook: str, *, profile: str, ok: bool, seconds: float) -> None:
-    import torch
     file = out_dir / "results" / RUN_TIMES
     file.parent.mkdir(parents=True, exist_ok=True)
     times = json.loads(file.read_text()) if file.exists() else {}
-    device = "CPU (%d threads)" % torch.get_num_threads() if not torch.cuda.is_available() else \
-        torch.cuda.get_device_name()
-    times[notebook] = {"profile": profile, "ok": ok, "minutes": round(seconds / 60, 1), "device": device,
-                       "date": datetime.now().astimezone().date().isoformat()}
-    file.write_text(json.dumps(times, indent=1))
+    times[notebook] = {"profile": profile, "ok": ok, "minutes": round(seconds / 60, 1),
+                       "device": device_name(pick_device()), "date": datetime.now().astimezone().date().isoformat()}
+    _write_atomic(file, json.dumps(times, indent=1))
 
 
 # ---- Stored outputs: a small-profile run kept in the notebooks, so readers see results without running --------
