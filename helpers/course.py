@@ -7,6 +7,8 @@
     course results                                 # the tables of every profile run here, and the stored one
     course results runs/full                       # one output folder's table
     course colab you/your-fork                     # point the notebooks' Colab links at your fork
+    course release release/                        # the student versions (nbgrader format; instructor extra)
+    course grade submissions/*.ipynb               # points per exercise, hidden tests restored (instructor extra)
 
 Each executed notebook is saved, with its outputs, in the output folder; a notebook that fails
 does not stop the others, and the exit status says whether all of them ran.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import sys
 import time
@@ -24,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .results import _write_atomic, collect, markdown_table
-from .runtime import PROFILES, default_data_dir, device_name, pick_device, project_root
+from .runtime import PROFILES, default_data_dir, device_name, environment, pick_device, project_root
 
 
 
@@ -100,17 +101,9 @@ def execute(notebook: Path, out_dir: Path, timeout: int | None) -> tuple[bool, f
 def run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int | None) -> int:
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("COURSE_PROFILE", "COURSE_OUTPUT_DIR")}
-    os.environ["COURSE_PROFILE"] = profile   # the kernels inherit them; restored below for the caller
-    os.environ["COURSE_OUTPUT_DIR"] = str(out_dir)
-    try:
+    # the kernels inherit these; the caller's values come back afterwards
+    with environment(COURSE_PROFILE=profile, COURSE_OUTPUT_DIR=str(out_dir)):
         return _run(profile, out_dir, selected, timeout)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int | None) -> int:
@@ -265,6 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     p_store = sub.add_parser("store", help="keep a small-profile run's outputs in the notebooks")
     p_store.add_argument("out", type=Path, help="the output folder of `course run --profile small`")
     p_store.add_argument("notebooks", nargs="*", help="number prefixes, e.g. 01 03 (default: all)")
+    p_rel = sub.add_parser("release", help="write the student versions of the notebooks with exercises (needs the "
+                                            "instructor extra)")
+    p_rel.add_argument("out", type=Path, help="folder for the student notebooks")
+    p_rel.add_argument("notebooks", nargs="*", help="number prefixes, e.g. 01 03 (default: all)")
+    p_grade = sub.add_parser("grade", help="grade students' notebooks: run each at the ci profile with the hidden "
+                                          "tests restored, print points per exercise (needs the instructor extra)")
+    p_grade.add_argument("submissions", type=Path, nargs="+", help="students' .ipynb files")
+    p_grade.add_argument("--executed", type=Path, default=None,
+                         help="folder to keep each executed notebook in, as feedback for the student")
+    p_grade.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: 600)")
     p_colab = sub.add_parser("colab", help="point the notebooks' 'Open in Colab' links and setup cells at a fork")
     p_colab.add_argument("github_path", help="owner/name of the GitHub repository, e.g. you/dl-course")
     p_colab.add_argument("--branch", default="main")
@@ -276,6 +279,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "results":
         print(results_tables(args.out))
+        return 0
+    if args.command == "release":
+        from . import grading
+        written = grading.release(args.out, args.notebooks)
+        print(f"wrote {len(written)} student notebooks to {args.out}: " + ", ".join(p.name for p in written))
+        return 0
+    if args.command == "grade":
+        from . import grading
+        if args.executed:
+            args.executed.mkdir(parents=True, exist_ok=True)
+        for submission in args.submissions:
+            report = grading.grade(submission, timeout=args.timeout,
+                                   executed=args.executed and args.executed / submission.name)
+            print(report, flush=True)
         return 0
     if args.command == "store":
         store(args.out, args.notebooks)

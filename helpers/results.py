@@ -27,6 +27,16 @@ def record(rt: Runtime, notebook: str, experiment: str, **figures) -> dict:
     return row
 
 
+def is_timing(field: str) -> bool:
+    """A field that measures the machine's speed (`s_per_epoch`, `images_per_s`, ...), not the model:
+    it differs from run to run. Every other field of a record repeats exactly on a rerun on the CPU."""
+    return field.startswith("s_per_") or field.endswith("_per_s") or field in ("seconds", "minutes")
+
+
+def without_timings(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if not is_timing(k)} for row in rows]
+
+
 def _write_atomic(file: Path, text: str) -> None:
     """Replace `file` in one step. Written in place, a full disk (a Drive quota on Colab) cut the
     file off and lost every row recorded before; now only the temporary file is lost."""

@@ -6,6 +6,7 @@ returns along.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Runtime:
     data_dir: Path  # where datasets are found or downloaded to
     output_dir: Path  # where checkpoints and result records go
     seed: int
+    deterministic: bool = False  # deterministic kernels only (see `setup`)
 
     @property
     def ci(self) -> bool:
@@ -61,6 +63,22 @@ def pick(*, full, small, ci, profile: str | None = None):
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
     return {"full": full, "small": small, "ci": ci}[profile]
+
+
+@contextlib.contextmanager
+def environment(**values: str):
+    """Set environment variables for what runs inside (notebook kernels inherit them), then restore
+    the caller's values, unset ones included."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def seed_everything(seed: int) -> None:
@@ -97,31 +115,53 @@ def default_output_dir(profile: str) -> Path:
     return Path(os.environ.get("COURSE_OUTPUT_DIR") or project_root() / "runs" / profile).expanduser().resolve()
 
 
+def deterministic_requested() -> bool:
+    """`COURSE_DETERMINISTIC` set to anything but "" or "0" (the notebooks' setup cell sets it)."""
+    return os.environ.get("COURSE_DETERMINISTIC", "") not in ("", "0")
+
+
 def setup(seed: int = 0, *, profile: str | None = None, data_dir: str | Path | None = None,
-          output_dir: str | Path | None = None, verbose: bool = True) -> Runtime:
+          output_dir: str | Path | None = None, deterministic: bool | None = None,
+          verbose: bool = True) -> Runtime:
     """Seed everything, pick the device, read the profile and folders, and say what was chosen.
 
     Keyword arguments override the environment (`COURSE_PROFILE`, `COURSE_DATA_DIR`,
-    `COURSE_OUTPUT_DIR`).
+    `COURSE_OUTPUT_DIR`, `COURSE_DETERMINISTIC`).
+
+    On the CPU a seeded run repeats exactly either way. On a GPU the default trades that for speed:
+    cuDNN times several convolution algorithms and keeps the fastest (`cudnn.benchmark`), and some
+    kernels add in whatever order their threads finish, so a rerun's numbers can differ from the
+    first run's (and the differences grow over epochs). `deterministic=True` turns autotuning off,
+    asks cuDNN and cuBLAS for deterministic algorithms and has PyTorch warn about any operation that
+    has no deterministic version. It costs speed (how much depends on the GPU and model; the budget
+    cell measures it: rerun it with the switch on).
     """
     profile = profile or current_profile()
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
+    deterministic = deterministic_requested() if deterministic is None else deterministic
     seed_everything(seed)
     device = pick_device()
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # cuBLAS's deterministic workspace
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if device.type == "cuda":
-        # TF32 matmuls and cuDNN autotuning: free speed on Ampere and newer, harmless on a T4.
+        # TF32 matmuls: free speed on Ampere and newer, harmless on a T4, and deterministic.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        # cuDNN autotuning: the fastest convolution algorithms, chosen by timing, hence not repeatable.
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
     rt = Runtime(
         device=device,
         profile=profile,
         data_dir=Path(data_dir).expanduser().resolve() if data_dir else default_data_dir(),
         output_dir=Path(output_dir).expanduser().resolve() if output_dir else default_output_dir(profile),
         seed=seed,
+        deterministic=deterministic,
     )
     if verbose:
         print(f"device: {device_name(device)} | torch {torch.__version__} | torchvision "
-              f"{torchvision.__version__} | profile: {profile} | data: {rt.data_dir} | seed: {seed}")
+              f"{torchvision.__version__} | profile: {profile} | data: {rt.data_dir} | seed: {seed}"
+              + (" | deterministic kernels" if deterministic else ""))
     return rt

@@ -1,0 +1,228 @@
+"""Student versions and grading, with nbgrader's cell format and preprocessors, without its server.
+
+The notebooks in `notebooks/` are the instructor's version. An exercise there is two cells (see the
+README's section for instructors):
+  * a solution cell (nbgrader metadata `solution: true`), whose answer sits between
+    `### BEGIN SOLUTION` and `### END SOLUTION`;
+  * an autograded test cell (`grade: true`, `locked: true`, `points`), whose checks an answer could
+    fake sit between `### BEGIN HIDDEN TESTS` and `### END HIDDEN TESTS`.
+
+`release` runs nbgrader's own preprocessors (those of `nbgrader generate_assignment` that need no
+gradebook database) to write the student version. `grade` puts the instructor's test cells back into
+a student's notebook (hidden tests included), executes it at the ci profile without stopping at
+errors, and scores each test cell with nbgrader's own rule (`nbgrader.utils.determine_grade`): full
+points if the cell ran without an error or stderr output, none otherwise.
+
+nbgrader is the `instructor` extra (`pip install -e ".[instructor]"`); students never need it.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .runtime import environment, project_root
+
+STORED_NOTE = re.compile(r"\*\*Stored outputs\.\*\*[^\n]*(\n[^\n]+)*")   # `course store`'s paragraph
+BADGE = re.compile(r"^\[!\[Open in Colab\]\([^)]*\)\]\([^)]*\)\n*")   # it opens the instructor's copy
+STUDENT_NOTE = ("**Exercises.** This is the student version. Each exercise is a cell with `# YOUR CODE HERE` and "
+                "`raise NotImplementedError()`: replace those two lines with your answer. The cell after it "
+                "tests your answer; more tests, hidden here, run when your notebook is graded. Until an "
+                "exercise is done the rest of the notebook runs without it.")
+
+
+def _nbgrader():
+    try:
+        import nbgrader.preprocessors as pre
+        import nbgrader.utils as utils
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "course release and course grade need nbgrader, which is in the course's `instructor` extra: "
+            "run `pip install -e \".[instructor]\"` in the course folder (or "
+            "`conda env create -f environment.yml`, which includes it)") from None
+    return pre, utils
+
+
+def instructor_notebooks() -> list[Path]:
+    return sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_cells(nb) -> dict[str, nbformat.NotebookNode]:
+    """The autograded test cells of `nb`, by grade_id, in notebook order."""
+    _, utils = _nbgrader()
+    return {c.metadata.nbgrader["grade_id"]: c for c in nb.cells
+            if utils.is_grade(c) and not utils.is_solution(c) and c.cell_type == "code"}
+
+
+def has_exercises(nb) -> bool:
+    return bool(test_cells(nb))
+
+
+# ----------------------------------------------------------------------------- release
+
+def student_version(nb):
+    """The student version of an instructor notebook: nbgrader's preprocessors, in the order
+    `nbgrader generate_assignment` runs them (less the two that need its database and header file):
+    lock the test cells, replace each solution by a stub that raises NotImplementedError, clear
+    outputs, remove the hidden tests, record checksums (which tell nbgrader an answer is untouched)."""
+    pre, _ = _nbgrader()
+    nb = nbformat.from_dict(nbformat.v4.upgrade(nb) if nb.nbformat < 4 else nb)
+    nb = nbformat.from_dict(dict(nb))   # a copy: the caller's notebook stays the instructor's
+    resources: dict = {}
+    for step in (pre.LockCells, pre.ClearSolutions, pre.ClearOutput, pre.CheckCellMetadata,
+                 pre.ComputeChecksums, pre.ClearHiddenTests, pre.ClearMarkScheme, pre.ComputeChecksums,
+                 pre.CheckCellMetadata):
+        nb, resources = step().preprocess(nb, resources)
+    # The instructor's copy carries a small run's outputs and says so; the student's has no outputs.
+    nb.metadata.pop("course_stored", None)
+    first = next((c for c in nb.cells if c.cell_type == "markdown"), None)
+    if first is not None:
+        text = BADGE.sub("", first.source)
+        first.source = STORED_NOTE.sub(STUDENT_NOTE, text) if STORED_NOTE.search(text) else text + "\n\n" + STUDENT_NOTE
+    return nb
+
+
+def release(out_dir: str | Path, selected: list[str] | None = None) -> list[Path]:
+    """Write the student version of every instructor notebook with exercises (or of `selected`,
+    number prefixes) to `out_dir`; return the files written."""
+    out_dir = Path(out_dir)
+    chosen = [nb for nb in instructor_notebooks() if not selected or any(nb.name.startswith(s) for s in selected)]
+    if selected and not chosen:
+        raise SystemExit(f"no notebook in {project_root() / 'notebooks'} starts with {selected}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in chosen:
+        nb = nbformat.read(path, as_version=4)
+        if not has_exercises(nb):
+            continue
+        target = out_dir / path.name
+        nbformat.write(student_version(nb), target)
+        written.append(target)
+    return written
+
+
+# ----------------------------------------------------------------------------- grade
+
+@dataclass
+class Grade:
+    grade_id: str
+    score: float
+    max_score: float
+    error: str = ""   # the failing test's exception, or why the cell could not be graded
+
+
+@dataclass
+class Report:
+    notebook: str
+    grades: list[Grade]
+    other_errors: list[str] = field(default_factory=list)   # cells outside the tests that raised
+
+    @property
+    def score(self) -> float:
+        return sum(g.score for g in self.grades)
+
+    @property
+    def max_score(self) -> float:
+        return sum(g.max_score for g in self.grades)
+
+    def __str__(self) -> str:
+        width = max([len(g.grade_id) for g in self.grades] + [len("total")])
+        lines = [f"{self.notebook}: graded at the ci profile"]
+        for g in self.grades:
+            line = f"  {g.grade_id:{width}}  {g.score:g} / {g.max_score:g}"
+            lines.append(line + (f"   {g.error}" if g.error else ""))
+        lines.append(f"  {'total':{width}}  {self.score:g} / {self.max_score:g}")
+        if self.other_errors:
+            lines.append("  cells outside the exercises that raised an error:")
+            lines += [f"    {e}" for e in self.other_errors]
+        return "\n".join(lines)
+
+
+def _instructor_for(student, path: Path) -> tuple[Path, object]:
+    """The instructor notebook a student's notebook came from: the one of the same name, else the
+    one whose test cells the student's notebook carries."""
+    candidates = instructor_notebooks()
+    for nb_path in candidates:
+        if nb_path.name == path.name:
+            return nb_path, nbformat.read(nb_path, as_version=4)
+    ids = {c.metadata.get("nbgrader", {}).get("grade_id") for c in student.cells} - {None}
+    for nb_path in candidates:
+        nb = nbformat.read(nb_path, as_version=4)
+        if ids and ids & set(test_cells(nb)):
+            return nb_path, nb
+    raise FileNotFoundError(
+        f"{path} is not a student version of any notebook in {project_root() / 'notebooks'}: no notebook "
+        f"there has its name or its exercises. Keep the released file name (e.g. 01_baseline.ipynb).")
+
+
+def _error_text(cell) -> str:
+    for out in cell.get("outputs", []):
+        if out.output_type == "error":
+            return f"{out.ename}: {out.evalue}".strip().splitlines()[0][:300]
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream" and out.name == "stderr":
+            return "wrote to stderr: " + out.text.strip().splitlines()[-1][:300] if out.text.strip() else "wrote to stderr"
+    return ""
+
+
+def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout: int | None = 600,
+          output_dir: str | Path | None = None, executed: str | Path | None = None) -> Report:
+    """Grade a student's notebook: restore the instructor's test cells (hidden tests included), run
+    every cell at the ci profile on this machine, going on after errors, and score each test cell.
+
+    instructor: the instructor notebook it was released from (default: the one in `notebooks/` of the
+    same name). output_dir: where the run's checkpoints and results go (default: a temporary folder
+    that is then removed). executed: also write the executed notebook there, for the student's feedback."""
+    import nbclient
+
+    _, utils = _nbgrader()
+    path = Path(notebook)
+    if not path.is_file():
+        raise FileNotFoundError(f"no notebook at {path}: pass the path of a student's .ipynb file")
+    student = nbformat.read(path, as_version=4)
+    source = (nbformat.read(instructor, as_version=4) if instructor else _instructor_for(student, path)[1])
+    tests = test_cells(source)
+    present = set()
+    for i, cell in enumerate(student.cells):   # a student may have edited a test: the instructor's wins
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in tests:
+            student.cells[i] = nbformat.from_dict(dict(tests[grade_id]))
+            student.cells[i].outputs = []
+            present.add(grade_id)
+
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+        out = Path(output_dir) if output_dir else Path(tmp)
+        with environment(COURSE_PROFILE="ci", COURSE_OUTPUT_DIR=str(out.resolve())):
+            client = nbclient.NotebookClient(student, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                             resources={"metadata": {"path": str(path.resolve().parent)}})
+            try:
+                client.execute()
+            except Exception as err:   # a dead kernel or a timed-out cell ends the run; what ran is graded
+                died = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+            else:
+                died = ""
+    if executed:
+        nbformat.write(student, executed)
+
+    grades, other = [], []
+    for i, cell in enumerate(student.cells):
+        if cell.cell_type != "code":
+            continue
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in tests:
+            ran = cell.get("execution_count") is not None
+            score, max_score = utils.determine_grade(cell)
+            if not ran:
+                score = 0
+            error = _error_text(cell) or ("" if ran else f"did not run ({died or 'an earlier cell stopped the kernel'})")
+            grades.append(Grade(grade_id, float(score or 0), float(max_score), error))
+        elif _error_text(cell).split(":")[0] not in ("", "wrote to stderr"):
+            other.append(f"cell {i}: {_error_text(cell)}")
+    for grade_id, cell in tests.items():   # a deleted test cell scores nothing
+        if grade_id not in present:
+            grades.append(Grade(grade_id, 0.0, float(cell.metadata.nbgrader["points"]),
+                                "the test cell was deleted from the notebook"))
+    return Report(path.name, grades, other)

@@ -1,0 +1,406 @@
+"""Exercises, `course release` and `course grade`, and reproducible figures.
+
+Three layers:
+* each exercise's autograded test cell, run in this process against other correct answers (they
+  must pass: the tests accept any correct answer) and against typical wrong ones (they must fail,
+  some of them only in the hidden tests);
+* grading small made-up notebooks (hidden tests restored, an edited test put back, a deleted one
+  scoring nothing, one failing exercise not stopping the next);
+* every notebook graded twice at the ci profile, the instructor's version (full points, no error) and
+  the blank student release (no points, errors in exactly the test cells). These two executions are
+  also the reproducibility check: their results records must be identical, timings aside, which they
+  can only be if a rerun repeats every figure and the exercises leave the lesson's random draws alone.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from sklearn.metrics import precision_score, recall_score
+
+from helpers import grading, models, results
+from helpers.course import main as course_main
+from helpers.runtime import setup
+
+NOTEBOOKS = [nb for nb in grading.instructor_notebooks() if grading.has_exercises(nbformat.read(nb, as_version=4))]
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
+
+
+def test_notebooks_01_to_03_have_two_to_four_exercises_each():
+    names = [nb.name[:2] for nb in NOTEBOOKS]
+    assert {"01", "02", "03"} <= set(names)
+    for nb in NOTEBOOKS:
+        tests = grading.test_cells(nbformat.read(nb, as_version=4))
+        assert 2 <= len(tests) <= 4, f"{nb.name}: {len(tests)} exercises"
+        for grade_id, cell in tests.items():
+            assert cell.metadata.nbgrader["points"] > 0 and cell.metadata.nbgrader["locked"], grade_id
+            assert "### BEGIN HIDDEN TESTS" in cell.source, f"{grade_id}: an answer could be faked without hidden tests"
+
+
+# ----------------------------------------------------------------------------- the test cells, in process
+
+def exercise_tests(notebook: str, grade_id: str, *, hidden: bool = True) -> str:
+    path = next(nb for nb in NOTEBOOKS if nb.name.startswith(notebook))
+    source = grading.test_cells(nbformat.read(path, as_version=4))[f"{grade_id}_tests"].source
+    return source if hidden else HIDDEN.sub("", source)
+
+
+def run_exercise(notebook: str, grade_id: str, answer: str, *, hidden: bool = True) -> None:
+    """Define `answer` and run the exercise's test cell on it, as a kernel would (same names)."""
+    images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    namespace = dict(np=np, torch=torch, math=math, models=models, precision_score=precision_score,
+                     recall_score=recall_score, train_set=SimpleNamespace(images=images))
+    exec(answer, namespace)
+    exec(exercise_tests(notebook, grade_id, hidden=hidden), namespace)
+
+
+OTHER_CORRECT_ANSWERS = {   # written independently of the notebooks' solutions: each must get full points
+    ("01", "ex1_one_cycle"): '''
+def one_cycle_lr(step, total_steps, peak_lr, warmup, div_factor=25.0, final_div_factor=1e4):
+    peak_step = round(warmup * total_steps)          # another convention for the warm-up's end
+    lo, hi, end = peak_lr / div_factor, peak_lr, peak_lr / div_factor / final_div_factor
+    if step < peak_step:
+        return lo + (hi - lo) * 0.5 * (1 - math.cos(math.pi * step / peak_step))
+    frac = (step - peak_step) / max(1, total_steps - 1 - peak_step)
+    return end + (hi - end) * 0.5 * (1 + math.cos(math.pi * frac))
+''',
+    ("01", "ex2_feature_map_sizes"): '''
+def feature_map_sizes(size, stem):
+    half = lambda n: -(-n // 2)                      # every stride-2 layer here rounds a half up
+    n = size if stem == "cifar" else half(half(size))
+    out = {"stem": n, "layer1": n}
+    for name in ("layer2", "layer3", "layer4"):
+        n = half(n)
+        out[name] = n
+    return out
+''',
+    ("02", "ex1_cutout"): '''
+from helpers import augment
+def cutout(images, size, generator=None):
+    return augment.cutout(images, size, generator=generator)   # the course's vectorised version
+''',
+    ("02", "ex2_channel_stats"): '''
+def channel_stats(batches):
+    # each batch's count, mean and variance, merged with the law of total variance
+    parts = [(b.shape[0] * b.shape[2] * b.shape[3], (b.double() / 255).mean((0, 2, 3)),
+              (b.double() / 255).var((0, 2, 3), unbiased=False)) for b in batches]
+    n = sum(c for c, _, _ in parts)
+    mean = sum(c * m for c, m, _ in parts) / n
+    var = sum(c * (v + (m - mean) ** 2) for c, m, v in parts) / n
+    return mean.tolist(), var.sqrt().tolist()
+''',
+    ("03", "ex1_macro_precision_recall"): '''
+def macro_precision_recall(y_true, y_pred, num_classes):
+    t, p = list(map(int, y_true)), list(map(int, y_pred))
+    precisions, recalls = [], []
+    for c in range(num_classes):
+        hit = sum(1 for a, b in zip(t, p) if a == b == c)
+        said, truly = p.count(c), t.count(c)
+        precisions.append(hit / said if said else 0.0)
+        recalls.append(hit / truly if truly else 0.0)
+    return sum(precisions) / num_classes, sum(recalls) / num_classes
+''',
+    ("03", "ex2_layerwise_lr"): '''
+def layerwise_lr_groups(model, head_lr, decay):
+    depth = {"head": 0, "layer4": 1, "layer3": 2, "layer2": 3, "layer1": 4, "stem": 5}
+    return [{"params": [p], "lr": head_lr * decay ** depth[name.split(".")[0]]}   # one group per parameter
+            for name, p in model.named_parameters()]
+''',
+}
+
+WRONG_ANSWERS = {   # typical mistakes: (exercise, answer, caught only by the hidden tests)
+    "linear warm-up": (("01", "ex1_one_cycle"), '''
+def one_cycle_lr(step, total_steps, peak_lr, warmup, div_factor=25.0, final_div_factor=1e4):
+    top = warmup * total_steps - 1
+    if step <= top:
+        return peak_lr / div_factor + (peak_lr - peak_lr / div_factor) * step / top
+    t = (step - top) / (total_steps - 1 - top)
+    low = peak_lr / div_factor / final_div_factor
+    return low + (peak_lr - low) * (1 + math.cos(math.pi * t)) / 2
+''', False),
+    "sizes hard-coded for 32 and 64 px": (("01", "ex2_feature_map_sizes"), '''
+def feature_map_sizes(size, stem):
+    n = size if stem == "cifar" else size // 4
+    return {"stem": n, "layer1": n, "layer2": n // 2, "layer3": n // 4, "layer4": n // 8}
+''', True),
+    "cutout kept inside the image": (("02", "ex1_cutout"), '''
+def cutout(images, size, generator=None):
+    out = images.clone()
+    B, _, H, W = images.shape
+    top = torch.randint(0, H - size + 1, (B,), generator=generator)
+    left = torch.randint(0, W - size + 1, (B,), generator=generator)
+    for b in range(B):
+        out[b, :, top[b]:top[b] + size, left[b]:left[b] + size] = 0
+    return out
+''', True),
+    "cutout from the global generator": (("02", "ex1_cutout"), '''
+def cutout(images, size, generator=None):
+    out = images.clone()
+    B, _, H, W = images.shape
+    cy, cx = torch.randint(0, H, (B,)), torch.randint(0, W, (B,))
+    for b in range(B):
+        t, l = max(int(cy[b]) - size // 2, 0), max(int(cx[b]) - size // 2, 0)
+        out[b, :, t:int(cy[b]) - size // 2 + size, l:int(cx[b]) - size // 2 + size] = 0
+    return out
+''', False),
+    "the mean of per-batch stds": (("02", "ex2_channel_stats"), '''
+def channel_stats(batches):
+    batches = [b.double() / 255 for b in batches]
+    return (torch.cat(batches).mean((0, 2, 3)),
+            torch.stack([b.std((0, 2, 3), unbiased=False) for b in batches]).mean(0))
+''', True),
+    "accuracy returned for both": (("03", "ex1_macro_precision_recall"), '''
+def macro_precision_recall(y_true, y_pred, num_classes):
+    acc = float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+    return acc, acc
+''', False),
+    "a class never predicted left out of the mean": (("03", "ex1_macro_precision_recall"), '''
+def macro_precision_recall(y_true, y_pred, num_classes):
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    precision = [np.mean(t[p == c] == c) for c in range(num_classes) if np.any(p == c)]
+    recall = [np.mean(p[t == c] == c) for c in range(num_classes)]
+    return float(np.mean(precision)), float(np.mean(recall))
+''', True),
+    "the stem forgotten": (("03", "ex2_layerwise_lr"), '''
+def layerwise_lr_groups(model, head_lr, decay):
+    return [{"params": list(getattr(model, n).parameters()), "lr": head_lr * decay ** k}
+            for k, n in enumerate(("head", "layer4", "layer3", "layer2", "layer1"))]
+''', False),
+}
+
+
+@pytest.mark.parametrize("exercise", OTHER_CORRECT_ANSWERS, ids=lambda e: f"{e[0]}-{e[1]}")
+def test_the_tests_accept_another_correct_answer(exercise):
+    run_exercise(*exercise, OTHER_CORRECT_ANSWERS[exercise])
+
+
+@pytest.mark.parametrize("mistake", WRONG_ANSWERS)
+def test_the_tests_catch_a_typical_mistake(mistake):
+    (notebook, grade_id), answer, hidden_only = WRONG_ANSWERS[mistake]
+    with pytest.raises(AssertionError):
+        run_exercise(notebook, grade_id, answer)
+    if hidden_only:   # the visible tests let it through: this is what the hidden tests are for
+        run_exercise(notebook, grade_id, answer, hidden=False)
+
+
+def test_every_exercise_has_another_correct_answer_and_a_mistake_in_this_file():
+    exercises = {(nb.name[:2], gid[:-len("_tests")]) for nb in NOTEBOOKS
+                 for gid in grading.test_cells(nbformat.read(nb, as_version=4))}
+    assert exercises == set(OTHER_CORRECT_ANSWERS)
+    assert exercises == {exercise for exercise, _, _ in WRONG_ANSWERS.values()}
+
+
+# ----------------------------------------------------------------------------- release
+
+@pytest.fixture(scope="session")
+def released(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release")
+    written = grading.release(out)
+    assert [p.name for p in written] == [nb.name for nb in NOTEBOOKS]
+    return out
+
+
+def solution_lines(nb) -> set[str]:
+    """The distinctive lines of the solutions and hidden tests (those that appear nowhere else)."""
+    secret, public = set(), []
+    for cell in nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if "### BEGIN SOLUTION" in line or "### BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "### END SOLUTION" in line or "### END HIDDEN TESTS" in line:
+                inside = False
+            elif len(line.strip()) >= 12:
+                secret.add(line.strip()) if inside else public.append(line)
+    public_text = "\n".join(public)
+    return {line for line in secret if line not in public_text}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_release_contains_no_solution_text(notebook, released):
+    instructor = nbformat.read(notebook, as_version=4)
+    student = nbformat.read(released / notebook.name, as_version=4)
+    text = "\n".join(c.source for c in student.cells)
+    secret = solution_lines(instructor)
+    assert len(secret) >= 10
+    leaked = [line for line in secret if line in text]
+    assert not leaked, f"solution or hidden-test lines in the student version: {leaked[:3]}"
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "Stored outputs", "colab.research.google.com"):
+        assert marker not in text, marker
+    assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code"), "outputs left in"
+    assert "course_stored" not in student.metadata
+    solutions = [c for c in student.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert len(solutions) == len(grading.test_cells(instructor))
+    assert all("raise NotImplementedError()" in c.source for c in solutions)
+    # the rest of the notebook is the instructor's, cell for cell
+    assert len(student.cells) == len(instructor.cells)
+
+
+# ----------------------------------------------------------------------------- grading made-up notebooks
+
+def made_up(path: Path, answer: str, *, edit_test: str | None = None, drop_test: bool = False) -> Path:
+    """An instructor notebook of two exercises, or a student's copy with `answer` for the first."""
+    def meta(grade_id, solution=False, points=None):
+        m = {"grade": points is not None, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
+             "solution": solution, "task": False}
+        return {"nbgrader": {**m, **({"points": points} if points else {})}}
+    cells = [new_markdown_cell("# a made-up notebook"),
+             new_code_cell(answer, metadata=meta("add", solution=True)),
+             new_code_cell(edit_test or "assert add(1, 2) == 3\n### BEGIN HIDDEN TESTS\nassert add(-4, 9) == 5\n"
+                           "### END HIDDEN TESTS", metadata=meta("add_tests", points=2)),
+             new_code_cell("total = add(2, 2) if 'add' in dir() else None\nprint('lesson cell', total)"),
+             new_code_cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+                           metadata=meta("double", solution=True)),
+             new_code_cell("assert double(3) == 6", metadata=meta("double_tests", points=1))]
+    if drop_test:
+        del cells[2]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+CORRECT = "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION"
+
+
+def scores(report) -> dict[str, float]:
+    return {g.grade_id: g.score for g in report.grades}
+
+
+def test_grade_restores_the_hidden_tests_and_the_instructors_test_cells(tmp_path):
+    instructor = made_up(tmp_path / "instructor.ipynb", CORRECT)
+    faked = "def add(a, b):\n    return 3"                 # passes the visible test only
+    report = grading.grade(made_up(tmp_path / "a.ipynb", faked), instructor=instructor, timeout=60)
+    assert scores(report) == {"add_tests": 0, "double_tests": 1}
+    assert "AssertionError" in report.grades[0].error
+    edited = grading.grade(made_up(tmp_path / "b.ipynb", faked, edit_test="pass"), instructor=instructor, timeout=60)
+    assert scores(edited) == {"add_tests": 0, "double_tests": 1}
+    right = grading.grade(made_up(tmp_path / "c.ipynb", "def add(a, b):\n    return sum((a, b))"),
+                          instructor=instructor, timeout=60)
+    assert scores(right) == {"add_tests": 2, "double_tests": 1} and right.score == right.max_score == 3
+    assert "3 / 3" in str(right)
+
+
+def test_a_failing_exercise_does_not_stop_the_grading_of_the_next(tmp_path):
+    instructor = made_up(tmp_path / "instructor.ipynb", CORRECT)
+    report = grading.grade(made_up(tmp_path / "s.ipynb", "def add(a, b):\n    raise ValueError('not yet')"),
+                           instructor=instructor, timeout=60)
+    assert scores(report) == {"add_tests": 0, "double_tests": 1}
+    assert report.grades[0].error.startswith("ValueError: not yet")
+    assert report.other_errors == ["cell 3: ValueError: not yet"]     # the lesson cell that called it
+    assert "0 / 2" in str(report) and "1 / 3" in str(report)
+
+
+def test_a_deleted_test_cell_scores_nothing(tmp_path):
+    instructor = made_up(tmp_path / "instructor.ipynb", CORRECT)
+    report = grading.grade(made_up(tmp_path / "s.ipynb", CORRECT, drop_test=True), instructor=instructor, timeout=60)
+    assert scores(report) == {"double_tests": 1, "add_tests": 0}
+    assert "deleted" in report.grades[-1].error
+
+
+def test_grade_names_what_it_could_not_find(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no notebook at"):
+        grading.grade(tmp_path / "missing.ipynb")
+    stray = made_up(tmp_path / "homework.ipynb", CORRECT)
+    with pytest.raises(FileNotFoundError, match="not a student version of any notebook"):
+        course_main(["grade", str(stray)])
+
+
+def test_release_refuses_an_unknown_notebook(tmp_path):
+    with pytest.raises(SystemExit, match="no notebook"):
+        course_main(["release", str(tmp_path), "99"])
+
+
+# ----------------------------------------------------------------------------- the course's notebooks, graded
+
+@pytest.fixture(scope="session")
+def graded(released, tmp_path_factory):
+    """Each notebook executed twice at the ci profile: the instructor's version and the blank release."""
+    runs = {}
+    for notebook in NOTEBOOKS:
+        folder = tmp_path_factory.mktemp(notebook.stem)
+        runs[notebook.stem] = {}
+        for version, path in (("instructor", notebook), ("blank", released / notebook.name)):
+            out = folder / version
+            report = grading.grade(path, output_dir=out, executed=folder / f"{version}.ipynb")
+            runs[notebook.stem][version] = SimpleNamespace(report=report, out=out,
+                                                           nb=nbformat.read(folder / f"{version}.ipynb", as_version=4))
+    return runs
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_instructors_version_gets_full_points(notebook, graded):
+    run = graded[notebook.stem]["instructor"]
+    print(run.report)
+    assert run.report.max_score > 0 and run.report.score == run.report.max_score, str(run.report)
+    assert run.report.other_errors == []
+    assert [g.grade_id for g in run.report.grades] == list(grading.test_cells(nbformat.read(notebook, as_version=4)))
+    for cell in run.nb.cells:   # every test cell runs in seconds
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            timing = cell.metadata.execution
+            seconds = (np.datetime64(timing["shell.execute_reply"][:26]) -
+                       np.datetime64(timing["iopub.execute_input"][:26])) / np.timedelta64(1, "s")
+            assert seconds < 10, f"{cell.metadata.nbgrader['grade_id']} took {seconds:.1f} s"
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_blank_release_fails_exactly_the_test_cells_and_scores_zero(notebook, graded):
+    run = graded[notebook.stem]["blank"]
+    print(run.report)
+    assert run.report.score == 0 and run.report.max_score == graded[notebook.stem]["instructor"].report.max_score
+    assert all(g.error.startswith("NotImplementedError") for g in run.report.grades), str(run.report)
+    failed = [c.metadata.get("nbgrader", {}).get("grade_id") for c in run.nb.cells
+              if any(o.output_type == "error" for o in c.get("outputs", []))]
+    assert failed == [g.grade_id for g in run.report.grades]
+    assert run.report.other_errors == []
+    assert all(c.get("execution_count") for c in run.nb.cells if c.cell_type == "code"), "a cell did not run"
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_rerun_repeats_every_results_record(notebook, graded):
+    first = results.collect(graded[notebook.stem]["instructor"].out)
+    second = results.collect(graded[notebook.stem]["blank"].out)
+    assert len(first) >= 3 and len(first) == len(second)
+    assert results.without_timings(first) == results.without_timings(second)
+
+
+def test_timings_are_the_only_fields_left_out_of_the_comparison():
+    row = {"experiment": "x", "test_accuracy": 0.5, "s_per_epoch": 2.0, "images_per_s": 10.0,
+           "gpu_batches_images_per_s": 3.0, "seconds": 1.0, "epochs": 3, "seed": 0}
+    assert results.without_timings([row]) == [{"experiment": "x", "test_accuracy": 0.5, "epochs": 3, "seed": 0}]
+
+
+# ----------------------------------------------------------------------------- the deterministic switch
+
+def test_the_deterministic_switch(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("COURSE_DETERMINISTIC", "1")
+    try:
+        rt = setup(0, profile="ci", output_dir=tmp_path)
+        assert rt.deterministic and torch.are_deterministic_algorithms_enabled()
+        assert "deterministic kernels" in capsys.readouterr().out
+        monkeypatch.setenv("COURSE_DETERMINISTIC", "0")
+        rt = setup(0, profile="ci", output_dir=tmp_path)
+        assert not rt.deterministic and not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_the_setup_cell_sets_the_switch(monkeypatch):
+    monkeypatch.setenv("COURSE_DETERMINISTIC", "")          # restored after the test
+    source = nbformat.read(NOTEBOOKS[0], as_version=4).cells[1].source
+    assert source.startswith("# ---- Setup") and "\nDETERMINISTIC = False\n" in source
+    exec(compile(source, "setup cell", "exec"), {})
+    assert os.environ["COURSE_DETERMINISTIC"] == ""
+    exec(compile(source.replace("DETERMINISTIC = False", "DETERMINISTIC = True"), "setup cell", "exec"), {})
+    assert os.environ["COURSE_DETERMINISTIC"] == "1"
