@@ -289,10 +289,15 @@ def main(argv: list[str] | None = None) -> int:
         from . import grading
         if args.executed:
             args.executed.mkdir(parents=True, exist_ok=True)
+        written = set()
         for submission in args.submissions:
-            report = grading.grade(submission, timeout=args.timeout,
-                                   executed=args.executed and args.executed / submission.name)
-            print(report, flush=True)
+            target = None
+            if args.executed:   # one file per submission: students' copies share the released file name
+                target = args.executed / submission.name
+                if target in written or target.exists():
+                    target = args.executed / f"{submission.resolve().parent.name}_{submission.name}"
+                written.add(target)
+            print(grading.grade(submission, timeout=args.timeout, executed=target), flush=True)
         return 0
     if args.command == "store":
         store(args.out, args.notebooks)

@@ -28,7 +28,7 @@ from .runtime import environment, project_root
 
 STORED_NOTE = re.compile(r"\*\*Stored outputs\.\*\*[^\n]*(\n[^\n]+)*")   # `course store`'s paragraph
 BADGE = re.compile(r"^\[!\[Open in Colab\]\([^)]*\)\]\([^)]*\)\n*")   # it opens the instructor's copy
-STUDENT_NOTE = ("**Exercises.** This is the student version. Each exercise is a cell with `# YOUR CODE HERE` and "
+STUDENT_NOTE = ("**Student version.** This is the student version. Each exercise is a cell with `# YOUR CODE HERE` and "
                 "`raise NotImplementedError()`: replace those two lines with your answer. The cell after it "
                 "tests your answer; more tests, hidden here, run when your notebook is graded. Until an "
                 "exercise is done the rest of the notebook runs without it.")
@@ -119,6 +119,7 @@ class Report:
     notebook: str
     grades: list[Grade]
     other_errors: list[str] = field(default_factory=list)   # cells outside the tests that raised
+    notes: list[str] = field(default_factory=list)          # what the grader changed in the notebook
 
     @property
     def score(self) -> float:
@@ -135,6 +136,7 @@ class Report:
             line = f"  {g.grade_id:{width}}  {g.score:g} / {g.max_score:g}"
             lines.append(line + (f"   {g.error}" if g.error else ""))
         lines.append(f"  {'total':{width}}  {self.score:g} / {self.max_score:g}")
+        lines += [f"  note: {n}" for n in self.notes]
         if self.other_errors:
             lines.append("  cells outside the exercises that raised an error:")
             lines += [f"    {e}" for e in self.other_errors]
@@ -185,13 +187,18 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
     student = nbformat.read(path, as_version=4)
     source = (nbformat.read(instructor, as_version=4) if instructor else _instructor_for(student, path)[1])
     tests = test_cells(source)
-    present = set()
-    for i, cell in enumerate(student.cells):   # a student may have edited a test: the instructor's wins
+    present, cells, notes = set(), [], []
+    for cell in student.cells:   # a student may have edited a test: the instructor's wins
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if grade_id in tests:
-            student.cells[i] = nbformat.from_dict(dict(tests[grade_id]))
-            student.cells[i].outputs = []
+            if grade_id in present:   # a copied test cell (Colab's "duplicate" keeps its id) counts once
+                notes.append(f"a second copy of the test cell {grade_id} was removed")
+                continue
+            cell = nbformat.from_dict(dict(tests[grade_id]))
+            cell.outputs = []
             present.add(grade_id)
+        cells.append(cell)
+    student.cells = cells
 
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         out = Path(output_dir) if output_dir else Path(tmp)
@@ -225,4 +232,4 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
         if grade_id not in present:
             grades.append(Grade(grade_id, 0.0, float(cell.metadata.nbgrader["points"]),
                                 "the test cell was deleted from the notebook"))
-    return Report(path.name, grades, other)
+    return Report(path.name, grades, other, notes)

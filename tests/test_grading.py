@@ -26,7 +26,7 @@ import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from sklearn.metrics import precision_score, recall_score
 
-from helpers import grading, models, results
+from helpers import exercises, grading, models, results
 from helpers.course import main as course_main
 from helpers.runtime import setup
 
@@ -56,8 +56,9 @@ def exercise_tests(notebook: str, grade_id: str, *, hidden: bool = True) -> str:
 def run_exercise(notebook: str, grade_id: str, answer: str, *, hidden: bool = True) -> None:
     """Define `answer` and run the exercise's test cell on it, as a kernel would (same names)."""
     images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    namespace = dict(np=np, torch=torch, math=math, models=models, precision_score=precision_score,
-                     recall_score=recall_score, train_set=SimpleNamespace(images=images))
+    namespace = dict(np=np, torch=torch, math=math, models=models, exercises=exercises,
+                     precision_score=precision_score, recall_score=recall_score,
+                     train_set=SimpleNamespace(images=images))
     exec(answer, namespace)
     exec(exercise_tests(notebook, grade_id, hidden=hidden), namespace)
 
@@ -83,9 +84,16 @@ def feature_map_sizes(size, stem):
     return out
 ''',
     ("02", "ex1_cutout"): '''
-from helpers import augment
 def cutout(images, size, generator=None):
-    return augment.cutout(images, size, generator=generator)   # the course's vectorised version
+    # vectorised: a mask from each image's drawn corner, no loop
+    B, C, H, W = images.shape
+    centre = torch.rand(B, 2, generator=generator, device=images.device) * torch.tensor([H, W], device=images.device)
+    corner = centre.floor().long() - size // 2
+    rows = torch.arange(H, device=images.device)[None, :, None]
+    cols = torch.arange(W, device=images.device)[None, None, :]
+    top, left = corner[:, 0, None, None], corner[:, 1, None, None]
+    mask = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return torch.where(mask[:, None], torch.zeros_like(images), images)
 ''',
     ("02", "ex2_channel_stats"): '''
 def channel_stats(batches):
@@ -297,6 +305,40 @@ def test_a_failing_exercise_does_not_stop_the_grading_of_the_next(tmp_path):
     assert report.grades[0].error.startswith("ValueError: not yet")
     assert report.other_errors == ["cell 3: ValueError: not yet"]     # the lesson cell that called it
     assert "0 / 2" in str(report) and "1 / 3" in str(report)
+
+
+def test_a_copied_test_cell_counts_once(tmp_path):
+    instructor = made_up(tmp_path / "instructor.ipynb", CORRECT)
+    student = made_up(tmp_path / "s.ipynb", "def add(a, b):\n    return 3")
+    nb = nbformat.read(student, as_version=4)
+    copy = nbformat.from_dict(dict(nb.cells[2]))     # the student duplicated the test cell (a new cell id,
+    copy.id = "copied-cell"                          # the same nbgrader metadata)
+    nb.cells.insert(3, copy)
+    nbformat.write(nb, student)
+    report = grading.grade(student, instructor=instructor, timeout=60)
+    assert scores(report) == {"add_tests": 0, "double_tests": 1} and report.max_score == 3
+    assert "second copy of the test cell add_tests" in str(report)
+
+
+def test_other_correct_answers_get_full_points_in_a_kernel(tmp_path):
+    """The in-process tests above, under nbgrader's scoring in a real kernel: a warning a correct
+    answer prints (stderr) would cost its points there."""
+    setup_cell = ("import math\nimport numpy as np\nimport torch\nfrom types import SimpleNamespace\n"
+                  "from sklearn.metrics import precision_score, recall_score\nfrom helpers import exercises, models\n"
+                  "train_set = SimpleNamespace(images=torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8))")
+    cells = [new_code_cell(setup_cell)]
+    for (notebook, grade_id), answer in OTHER_CORRECT_ANSWERS.items():
+        path = next(nb for nb in NOTEBOOKS if nb.name.startswith(notebook))
+        source = nbformat.read(path, as_version=4)
+        solution = next(c for c in source.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+        cells.append(nbformat.from_dict({**solution, "source": answer}))
+        cells.append(grading.test_cells(source)[f"{grade_id}_tests"])
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "answers.ipynb")
+    report = grading.grade(tmp_path / "answers.ipynb", instructor=tmp_path / "answers.ipynb", timeout=120)
+    assert len(report.grades) == len(OTHER_CORRECT_ANSWERS)
+    assert report.score == report.max_score, str(report)
 
 
 def test_a_deleted_test_cell_scores_nothing(tmp_path):
