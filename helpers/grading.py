@@ -69,7 +69,6 @@ def student_version(nb):
     lock the test cells, replace each solution by a stub that raises NotImplementedError, clear
     outputs, remove the hidden tests, record checksums (which tell nbgrader an answer is untouched)."""
     pre, _ = _nbgrader()
-    nb = nbformat.from_dict(nbformat.v4.upgrade(nb) if nb.nbformat < 4 else nb)
     nb = nbformat.from_dict(dict(nb))   # a copy: the caller's notebook stays the instructor's
     resources: dict = {}
     for step in (pre.LockCells, pre.ClearSolutions, pre.ClearOutput, pre.CheckCellMetadata,
@@ -195,8 +194,9 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
                 notes.append(f"a second copy of the test cell {grade_id} was removed")
                 continue
             cell = nbformat.from_dict(dict(tests[grade_id]))
-            cell.outputs = []
             present.add(grade_id)
+        if cell.cell_type == "code":   # nothing from an earlier run counts: a cell scores only if it runs now
+            cell.outputs, cell.execution_count = [], None
         cells.append(cell)
     student.cells = cells
 

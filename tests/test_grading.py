@@ -341,6 +341,18 @@ def test_other_correct_answers_get_full_points_in_a_kernel(tmp_path):
     assert report.score == report.max_score, str(report)
 
 
+def test_a_kernel_that_dies_scores_what_did_not_run_zero(tmp_path):
+    instructor = made_up(tmp_path / "instructor.ipynb", CORRECT)
+    student = made_up(tmp_path / "s.ipynb", "import os\nos._exit(1)")
+    nb = nbformat.read(student, as_version=4)
+    for cell in nb.cells[1:]:   # as if the student's own run had passed every cell
+        cell.execution_count = 1
+    nbformat.write(nb, student)
+    report = grading.grade(student, instructor=instructor, timeout=60)
+    assert report.score == 0 and report.max_score == 3
+    assert all(g.error.startswith("did not run") for g in report.grades), str(report)
+
+
 def test_a_deleted_test_cell_scores_nothing(tmp_path):
     instructor = made_up(tmp_path / "instructor.ipynb", CORRECT)
     report = grading.grade(made_up(tmp_path / "s.ipynb", CORRECT, drop_test=True), instructor=instructor, timeout=60)
