@@ -28,7 +28,7 @@ from .runtime import environment, project_root
 
 STORED_NOTE = re.compile(r"\*\*Stored outputs\.\*\*[^\n]*(\n[^\n]+)*")   # `course store`'s paragraph
 BADGE = re.compile(r"^\[!\[Open in Colab\]\([^)]*\)\]\([^)]*\)\n*")   # it opens the instructor's copy
-STUDENT_NOTE = ("**Student version.** This is the student version. Each exercise is a cell with `# YOUR CODE HERE` and "
+STUDENT_NOTE = ("**Student version.** Each exercise is a cell with `# YOUR CODE HERE` and "
                 "`raise NotImplementedError()`: replace those two lines with your answer. The cell after it "
                 "tests your answer; more tests, hidden here, run when your notebook is graded. Until an "
                 "exercise is done the rest of the notebook runs without it.")
