@@ -41,7 +41,8 @@ def colab_badge(github_path: str, notebook: str, branch: str = "main") -> str:
             f"{branch}/notebooks/{notebook})")
 
 
-def _point(text: str, github_path: str, branch: str) -> str:
+def point_text(text: str, github_path: str, branch: str) -> str:
+    """`text` with its Colab badges and COURSE_REPO default pointed at `github_path`."""
     text = _BADGE.sub(lambda m: colab_badge(github_path, m["name"], branch), text)
     return _REPO_LINE.sub(f'COURSE_REPO = os.environ.get("COURSE_REPO", "https://github.com/{github_path}.git")', text)
 
@@ -57,14 +58,14 @@ def point_links_at(github_path: str, branch: str = "main") -> list[Path]:
         nb = nbformat.read(file, as_version=4)
         edits = 0
         for cell in nb.cells:
-            new = _point(cell.source, github_path, branch)
+            new = point_text(cell.source, github_path, branch)
             edits += new != cell.source
             cell.source = new
         if edits:
             nbformat.write(nb, file)
             changed.append(file)
     readme = project_root() / "README.md"
-    if readme.exists() and (new := _point(text := readme.read_text(), github_path, branch)) != text:
+    if readme.exists() and (new := point_text(text := readme.read_text(), github_path, branch)) != text:
         readme.write_text(new)
         changed.append(readme)
     return changed
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
                                             "instructor extra)")
     p_rel.add_argument("out", type=Path, help="folder for the student notebooks")
     p_rel.add_argument("notebooks", nargs="*", help="number prefixes, e.g. 01 03 (default: all)")
+    p_rel.add_argument("--repo", default=None, help="owner/name of the students' GitHub repository: the release's "
+                                                    "Colab badges and setup cells point there (default: no badge)")
+    p_rel.add_argument("--branch", default="main")
     p_grade = sub.add_parser("grade", help="grade students' notebooks: run each at the ci profile with the hidden "
                                           "tests restored, print points per exercise (needs the instructor extra)")
     p_grade.add_argument("submissions", type=Path, nargs="+", help="students' .ipynb files")
@@ -282,23 +286,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "release":
         from . import grading
-        written = grading.release(args.out, args.notebooks)
+        written = grading.release(args.out, args.notebooks, repo=args.repo, branch=args.branch)
         print(f"wrote {len(written)} student notebooks to {args.out}: " + ", ".join(p.name for p in written))
         return 0
     if args.command == "grade":
         from . import grading
         if args.executed:
             args.executed.mkdir(parents=True, exist_ok=True)
-        written = set()
+        written, failed = set(), []
         for submission in args.submissions:
             target = None
             if args.executed:   # one file per submission: students' copies share the released file name
-                target = args.executed / submission.name
-                if target in written or target.exists():
-                    target = args.executed / f"{submission.resolve().parent.name}_{submission.name}"
+                target, n = args.executed / submission.name, 1
+                while target in written:
+                    n += 1
+                    target = args.executed / f"{submission.resolve().parent.name}-{n}_{submission.name}"
                 written.add(target)
-            print(grading.grade(submission, timeout=args.timeout, executed=target), flush=True)
-        return 0
+            try:
+                print(grading.grade(submission, timeout=args.timeout, executed=target), flush=True)
+            except (OSError, ValueError) as err:   # one unreadable submission does not stop the others
+                print(f"{submission}: not graded: {err}", flush=True)
+                failed.append(submission)
+        return 1 if failed else 0
     if args.command == "store":
         store(args.out, args.notebooks)
         return 0

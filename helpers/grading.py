@@ -63,11 +63,14 @@ def has_exercises(nb) -> bool:
 
 # ----------------------------------------------------------------------------- release
 
-def student_version(nb):
+def student_version(nb, repo: str | None = None, branch: str = "main"):
     """The student version of an instructor notebook: nbgrader's preprocessors, in the order
     `nbgrader generate_assignment` runs them (less the two that need its database and header file):
     lock the test cells, replace each solution by a stub that raises NotImplementedError, clear
-    outputs, remove the hidden tests, record checksums (which tell nbgrader an answer is untouched)."""
+    outputs, remove the hidden tests, record checksums (which tell nbgrader an answer is untouched).
+
+    repo ("you/student-repo"): point the Colab badge and the setup cell's COURSE_REPO at the students'
+    repository; without it the badge is dropped (it would open the instructor's copy)."""
     pre, _ = _nbgrader()
     nb = nbformat.from_dict(dict(nb))   # a copy: the caller's notebook stays the instructor's
     resources: dict = {}
@@ -77,17 +80,25 @@ def student_version(nb):
         nb, resources = step().preprocess(nb, resources)
     # The instructor's copy carries a small run's outputs and says so; the student's has no outputs.
     nb.metadata.pop("course_stored", None)
+    if repo:
+        from .course import point_text
+        for cell in nb.cells:
+            cell.source = point_text(cell.source, repo, branch)
     first = next((c for c in nb.cells if c.cell_type == "markdown"), None)
     if first is not None:
-        text = BADGE.sub("", first.source)
+        text = first.source if repo else BADGE.sub("", first.source)
         first.source = STORED_NOTE.sub(STUDENT_NOTE, text) if STORED_NOTE.search(text) else text + "\n\n" + STUDENT_NOTE
     return nb
 
 
-def release(out_dir: str | Path, selected: list[str] | None = None) -> list[Path]:
+def release(out_dir: str | Path, selected: list[str] | None = None, *, repo: str | None = None,
+            branch: str = "main") -> list[Path]:
     """Write the student version of every instructor notebook with exercises (or of `selected`,
     number prefixes) to `out_dir`; return the files written."""
     out_dir = Path(out_dir)
+    if out_dir.resolve() == (project_root() / "notebooks").resolve():
+        raise SystemExit(f"{out_dir} holds the instructor's notebooks: the student versions would replace "
+                         f"the solutions. Release into another folder, e.g. `course release release/`.")
     chosen = [nb for nb in instructor_notebooks() if not selected or any(nb.name.startswith(s) for s in selected)]
     if selected and not chosen:
         raise SystemExit(f"no notebook in {project_root() / 'notebooks'} starts with {selected}")
@@ -98,7 +109,7 @@ def release(out_dir: str | Path, selected: list[str] | None = None) -> list[Path
         if not has_exercises(nb):
             continue
         target = out_dir / path.name
-        nbformat.write(student_version(nb), target)
+        nbformat.write(student_version(nb, repo, branch), target)
         written.append(target)
     return written
 
@@ -203,12 +214,19 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         out = Path(output_dir) if output_dir else Path(tmp)
         with environment(COURSE_PROFILE="ci", COURSE_OUTPUT_DIR=str(out.resolve())):
+            # A cell past `timeout` is interrupted (a KeyboardInterrupt error in that cell) and the rest runs.
             client = nbclient.NotebookClient(student, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                             interrupt_on_timeout=True,
                                              resources={"metadata": {"path": str(path.resolve().parent)}})
             try:
                 client.execute()
-            except Exception as err:   # a dead kernel or a timed-out cell ends the run; what ran is graded
+            except Exception as err:   # the kernel died: the cell it was running fails, later cells did not run
                 died = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+                started = [c for c in student.cells if c.cell_type == "code" and c.get("execution_count") is not None]
+                if started and not any(o.output_type == "error" for o in started[-1].outputs):
+                    started[-1].outputs.append(nbformat.v4.new_output(
+                        "error", ename=type(err).__name__, evalue="the kernel stopped while this cell ran",
+                        traceback=[]))
             else:
                 died = ""
     if executed:

@@ -286,7 +286,12 @@ def scores(report) -> dict[str, float]:
 def test_grade_restores_the_hidden_tests_and_the_instructors_test_cells(tmp_path):
     instructor = made_up(tmp_path / "instructor.ipynb", CORRECT)
     faked = "def add(a, b):\n    return 3"                 # passes the visible test only
-    report = grading.grade(made_up(tmp_path / "a.ipynb", faked), instructor=instructor, timeout=60)
+    student = grading.student_version(nbformat.read(instructor, as_version=4))
+    assert "add(-4, 9)" not in "".join(c.source for c in student.cells)   # the release has no hidden test
+    student.cells[1].source = faked
+    student.cells[4].source = "def double(x):\n    return x + x"
+    nbformat.write(student, tmp_path / "a.ipynb")
+    report = grading.grade(tmp_path / "a.ipynb", instructor=instructor, timeout=60)
     assert scores(report) == {"add_tests": 0, "double_tests": 1}
     assert "AssertionError" in report.grades[0].error
     edited = grading.grade(made_up(tmp_path / "b.ipynb", faked, edit_test="pass"), instructor=instructor, timeout=60)
@@ -360,17 +365,43 @@ def test_a_deleted_test_cell_scores_nothing(tmp_path):
     assert "deleted" in report.grades[-1].error
 
 
-def test_grade_names_what_it_could_not_find(tmp_path):
+def test_grade_names_what_it_could_not_find(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no notebook at"):
         grading.grade(tmp_path / "missing.ipynb")
     stray = made_up(tmp_path / "homework.ipynb", CORRECT)
     with pytest.raises(FileNotFoundError, match="not a student version of any notebook"):
-        course_main(["grade", str(stray)])
+        grading.grade(stray)
+    # the command grades what it can and says which submissions it could not
+    assert course_main(["grade", str(stray), str(tmp_path / "missing.ipynb")]) == 1
+    out = capsys.readouterr().out
+    assert "homework.ipynb: not graded" in out and "missing.ipynb: not graded: no notebook at" in out
 
 
-def test_release_refuses_an_unknown_notebook(tmp_path):
+def test_a_hanging_or_crashing_test_scores_zero_and_the_rest_is_graded(tmp_path):
+    instructor = made_up(tmp_path / "instructor.ipynb", CORRECT)
+    hangs = "def add(a, b):\n    import time\n    while True:\n        time.sleep(0.1)"
+    report = grading.grade(made_up(tmp_path / "h.ipynb", hangs), instructor=instructor, timeout=3)
+    assert scores(report) == {"add_tests": 0, "double_tests": 1}   # interrupted; the next exercise still runs
+    assert report.grades[0].error.startswith("KeyboardInterrupt")
+    crashes = "def add(a, b):\n    import os\n    os._exit(1)"       # the kernel dies inside the test cell
+    report = grading.grade(made_up(tmp_path / "c.ipynb", crashes), instructor=instructor, timeout=60)
+    assert scores(report) == {"add_tests": 0, "double_tests": 0}
+    assert "kernel stopped while this cell ran" in report.grades[0].error
+    assert report.grades[1].error.startswith("did not run")
+
+
+def test_release_refuses_an_unknown_notebook_and_the_instructors_folder(tmp_path):
     with pytest.raises(SystemExit, match="no notebook"):
         course_main(["release", str(tmp_path), "99"])
+    with pytest.raises(SystemExit, match="would replace the solutions"):
+        course_main(["release", str(NOTEBOOKS[0].parent)])
+
+
+def test_release_can_point_the_badges_at_the_students_repository(tmp_path):
+    assert course_main(["release", str(tmp_path), "01", "--repo", "teacher/students-2027"]) == 0
+    student = nbformat.read(tmp_path / NOTEBOOKS[0].name, as_version=4)
+    assert "colab.research.google.com/github/teacher/students-2027/blob/main/notebooks/01_" in student.cells[0].source
+    assert "https://github.com/teacher/students-2027.git" in student.cells[1].source
 
 
 # ----------------------------------------------------------------------------- the course's notebooks, graded
@@ -439,9 +470,12 @@ def test_timings_are_the_only_fields_left_out_of_the_comparison():
 
 def test_the_deterministic_switch(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("COURSE_DETERMINISTIC", "1")
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")      # setup() sets it; restored after the test
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     try:
         rt = setup(0, profile="ci", output_dir=tmp_path)
         assert rt.deterministic and torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
         assert "deterministic kernels" in capsys.readouterr().out
         monkeypatch.setenv("COURSE_DETERMINISTIC", "0")
         rt = setup(0, profile="ci", output_dir=tmp_path)
@@ -450,9 +484,10 @@ def test_the_deterministic_switch(monkeypatch, tmp_path, capsys):
         torch.use_deterministic_algorithms(False)
 
 
-def test_the_setup_cell_sets_the_switch(monkeypatch):
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_setup_cell_sets_the_switch(notebook, monkeypatch):
     monkeypatch.setenv("COURSE_DETERMINISTIC", "")          # restored after the test
-    source = nbformat.read(NOTEBOOKS[0], as_version=4).cells[1].source
+    source = nbformat.read(notebook, as_version=4).cells[1].source
     assert source.startswith("# ---- Setup") and "\nDETERMINISTIC = False\n" in source
     exec(compile(source, "setup cell", "exec"), {})
     assert os.environ["COURSE_DETERMINISTIC"] == ""
