@@ -485,11 +485,17 @@ def test_the_deterministic_switch(monkeypatch, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_the_setup_cell_sets_the_switch(notebook, monkeypatch):
-    monkeypatch.setenv("COURSE_DETERMINISTIC", "")          # restored after the test
-    source = nbformat.read(notebook, as_version=4).cells[1].source
-    assert source.startswith("# ---- Setup") and "\nDETERMINISTIC = False\n" in source
-    exec(compile(source, "setup cell", "exec"), {})
-    assert os.environ["COURSE_DETERMINISTIC"] == ""
-    exec(compile(source.replace("DETERMINISTIC = False", "DETERMINISTIC = True"), "setup cell", "exec"), {})
-    assert os.environ["COURSE_DETERMINISTIC"] == "1"
+def test_every_notebook_has_the_switch_and_passes_it_to_setup(notebook, monkeypatch, tmp_path):
+    cells = [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+    assert cells[0].startswith("# ---- Setup") and "\nDETERMINISTIC = False\n" in cells[0]
+    calls = [line for c in cells for line in c.splitlines() if "setup(SEED" in line]
+    assert calls and all("deterministic=DETERMINISTIC or None" in line for line in calls), calls
+    # what that call does: True switches it on, and back to False (None: the environment's) switches it off
+    monkeypatch.delenv("COURSE_DETERMINISTIC", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    try:
+        for flag, on in ((True, True), (False, False)):
+            rt = setup(0, profile="ci", output_dir=tmp_path, deterministic=flag or None, verbose=False)
+            assert rt.deterministic is on and torch.are_deterministic_algorithms_enabled() is on
+    finally:
+        torch.use_deterministic_algorithms(False)
