@@ -215,16 +215,18 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
         out = Path(output_dir) if output_dir else Path(tmp)
         with environment(COURSE_PROFILE="ci", COURSE_OUTPUT_DIR=str(out.resolve())):
             # A cell past `timeout` is interrupted (a KeyboardInterrupt error in that cell) and the rest runs.
+            running: dict = {}   # the cell sent to the kernel last (recorded before the kernel sees it)
             client = nbclient.NotebookClient(student, timeout=timeout, kernel_name="python3", allow_errors=True,
                                              interrupt_on_timeout=True,
+                                             on_cell_execute=lambda cell, cell_index: running.update(cell=cell),
                                              resources={"metadata": {"path": str(path.resolve().parent)}})
             try:
                 client.execute()
             except Exception as err:   # the kernel died: the cell it was running fails, later cells did not run
                 died = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-                started = [c for c in student.cells if c.cell_type == "code" and c.get("execution_count") is not None]
-                if started and not any(o.output_type == "error" for o in started[-1].outputs):
-                    started[-1].outputs.append(nbformat.v4.new_output(
+                cell = running.get("cell")
+                if cell is not None and not any(o.output_type == "error" for o in cell.outputs):
+                    cell.outputs.append(nbformat.v4.new_output(
                         "error", ename=type(err).__name__, evalue="the kernel stopped while this cell ran",
                         traceback=[]))
             else:
