@@ -31,15 +31,24 @@ class GpuBatches:
     `ConcatDataset([augmented, original])`: each epoch holds every image twice, once augmented and
     once as it is, shuffled together. `size` resizes the normalised batch (bilinear) to size×size,
     e.g. 32 px CIFAR images up to the resolution a pretrained network saw.
+
+    `per_class=K` makes every training batch a PK batch (Hermans et al. 2017): P = batch_size // K
+    distinct classes drawn at random, K images of each, so that every image has K - 1 positives and
+    (P - 1)·K negatives in its batch. A batch-hard triplet loss needs it: in a uniformly random batch
+    of 128 from 200 classes about half the images have no other image of their class. Each class
+    hands out its images in a shuffled order, starting a new shuffle when it runs out, so within a
+    few epochs every image is seen about equally often; an epoch is still len(data) // batch_size batches.
     """
 
     def __init__(self, data: ImageData, *, batch_size: int, device: torch.device | str = "cpu",
                  train: bool = True, crop_padding: int = 4, flip: bool = True, padding_mode: str = "reflect",
                  augmentations: Sequence[Callable] = (), concat_original: bool = False, size: int | None = None,
                  mean=None, std=None, seed: int = 0, drop_last: bool | None = None,
-                 channels_last: bool = False, dtype: torch.dtype = torch.float32):
+                 channels_last: bool = False, dtype: torch.dtype = torch.float32, per_class: int | None = None):
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive whole number, not {batch_size!r}")
+        if per_class is not None:
+            _check_pk(data, batch_size, per_class, train=train, concat_original=concat_original, drop_last=drop_last)
         if mean is None or std is None:
             if data.name not in STATS:
                 raise ValueError(f"no normalisation statistics for {data.name!r}; pass mean= and std=")
@@ -60,6 +69,7 @@ class GpuBatches:
         self.drop_last = train if drop_last is None else drop_last
         self.channels_last = channels_last
         self.dtype = dtype
+        self.per_class = per_class
         self.epoch = 0
         if len(self) == 0:
             raise ValueError(
@@ -97,11 +107,35 @@ class GpuBatches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _pk_order(self, g: torch.Generator) -> torch.Tensor:
+        """The epoch's image positions, batch after batch, each batch P classes × K images (see the class doc)."""
+        k = self.per_class
+        p = self.batch_size // k
+        classes = torch.unique(self.labels)
+        pools = [torch.nonzero(self.labels == c).flatten() for c in classes.tolist()]
+        queues = [pool[torch.randperm(len(pool), device=self.device, generator=g)] for pool in pools]
+        heads = [0] * len(pools)
+        order = []
+        for _ in range(len(self)):
+            for c in torch.randperm(len(pools), device=self.device, generator=g)[:p].tolist():
+                if heads[c] + k > len(queues[c]):   # this class ran out: a new shuffle of it (a short tail
+                    queues[c] = pools[c][torch.randperm(len(pools[c]), device=self.device, generator=g)]
+                    heads[c] = 0                    # is left for the next round: no image twice in a batch)
+                chunk = queues[c][heads[c]:heads[c] + k]
+                order.append(chunk)
+                heads[c] += k
+        return torch.cat(order)
+
     def __iter__(self):
         g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         n = len(self.labels)
         total = self.epoch_images
-        order = torch.randperm(total, device=self.device, generator=g) if self.train else torch.arange(n, device=self.device)
+        if not self.train:
+            order = torch.arange(n, device=self.device)
+        elif self.per_class:
+            order = self._pk_order(g)
+        else:
+            order = torch.randperm(total, device=self.device, generator=g)
         for i in range(len(self)):
             positions = order[i * self.batch_size:(i + 1) * self.batch_size]
             idx = positions % n
@@ -117,6 +151,39 @@ class GpuBatches:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]
         self.epoch += 1  # a plain `for` loop over epochs gets a fresh order each time
+
+
+def _check_pk(data: ImageData, batch_size: int, per_class, *, train: bool, concat_original: bool,
+              drop_last: bool | None) -> None:
+    """Refuse PK settings that cannot give P distinct classes × K distinct images per batch."""
+    where = f"{data.name}/{data.split}"
+    if not isinstance(per_class, int) or per_class < 2:
+        raise ValueError(f"per_class (K images of each class per batch) must be a whole number of at least 2, so "
+                         f"that every image has a positive in its batch, not {per_class!r}")
+    if not train:
+        raise ValueError("per_class applies to training batches; evaluation batches go through the data in order")
+    if concat_original:
+        raise ValueError("per_class and concat_original cannot be combined: choose one way to build an epoch")
+    if drop_last is False:
+        raise ValueError("per_class needs drop_last: a short last batch would not be P classes × K images")
+    if batch_size % per_class:
+        raise ValueError(f"batch_size {batch_size} is not a multiple of per_class {per_class}: a PK batch is P classes × "
+                         f"K images; use batch_size = P × {per_class}, e.g. {max(2, batch_size // per_class) * per_class}")
+    if (data.labels < 0).any():
+        raise ValueError(f"{where} has unlabeled images (label -1): PK batches need a class for every image")
+    counts = torch.bincount(data.labels)
+    present = counts[counts > 0]
+    p = batch_size // per_class
+    if p < 2:
+        raise ValueError(f"batch_size {batch_size} with per_class {per_class} gives one class per batch: no image "
+                         f"would have a negative; use at least two classes, batch_size >= {2 * per_class}")
+    if p > len(present):
+        raise ValueError(f"batch_size {batch_size} / per_class {per_class} asks for {p} classes per batch, but {where} "
+                         f"has {len(present)}; lower batch_size or raise per_class")
+    if per_class > int(present.min()):
+        small = int(torch.nonzero(counts == present.min())[0])
+        raise ValueError(f"per_class {per_class} is more than the {int(present.min())} images of class "
+                         f"{data.classes[small]!r} in {where}: a batch would repeat an image; lower per_class")
 
 
 class TransformDataset(torch.utils.data.Dataset):

@@ -90,3 +90,77 @@ def test_transform_dataset_feeds_torchvision_pipelines(tiny_data):
     assert img.shape == (3, 16, 16) and 0 <= img.min() and img.max() <= 1 and label == 1
     raw, _ = loader.TransformDataset(tiny_data, T.PILToTensor())[3]
     assert torch.equal(raw, tiny_data.images[3])
+
+
+# ----------------------------------------------------------------------------- PK batches (per_class=K)
+
+def _numbered(counts):
+    """Images whose single pixel value is their index, `counts[c]` of class c (at most 256 in all)."""
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    images = torch.arange(len(labels), dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 2, 2).contiguous()
+    return data.ImageData(images=images, labels=labels, classes=tuple("abcdefghij"[:len(counts)]), name="toy", split="train")
+
+
+def _pk(ds, **kwargs):
+    return loader.GpuBatches(ds, crop_padding=0, flip=False, mean=(0.0,) * 3, std=(1 / 255,) * 3, **kwargs)
+
+
+def _indices(x):
+    return x[:, 0, 0, 0].round().long()
+
+
+def test_pk_batches_are_p_distinct_classes_times_k_distinct_images():
+    ds = _numbered([8, 8, 12, 8, 16, 8])
+    batches = _pk(ds, batch_size=12, per_class=4, seed=1)
+    assert len(batches) == len(ds) // 12
+    for epoch in range(3):
+        for x, y in batches:
+            idx = _indices(x)
+            assert torch.equal(ds.labels[idx], y)                    # the labels belong to the images
+            assert len(torch.unique(idx)) == 12                      # no image twice in a batch
+            classes, counts = torch.unique(y, return_counts=True)
+            assert len(classes) == 3 and (counts == 4).all()         # P = 3 classes × K = 4 images
+            assert all(torch.equal(y[i * 4:(i + 1) * 4], y[i * 4].repeat(4)) for i in range(3))
+
+
+def test_pk_batches_visit_every_image_of_a_class_equally_often():
+    ds = _numbered([8, 12, 16, 8, 20])   # every count a multiple of K: a class's shuffle is used up exactly
+    batches = _pk(ds, batch_size=8, per_class=4, seed=0)
+    total = torch.zeros(len(ds), dtype=torch.long)
+    for _ in range(6):   # within an epoch, the images of a class are seen equally often, give or take one
+        seen = sum(torch.bincount(_indices(x), minlength=len(ds)) for x, _ in batches)
+        for c in range(5):
+            mine = seen[ds.labels == c]
+            assert mine.max() - mine.min() <= 1, (c, mine.tolist())
+        total += seen
+    assert total.min() >= 1
+    # a uniformly shuffled loader over the same data gives many batches with a class seen once
+    plain = _pk(ds, batch_size=8, seed=0)
+    lonely = sum(int((torch.unique(y, return_counts=True)[1] == 1).any()) for _, y in plain)
+    assert lonely > 0
+
+
+def test_pk_batches_are_reproducible_per_seed_and_epoch():
+    ds = _numbered([8] * 6)
+
+    def epoch(seed, e):
+        b = _pk(ds, batch_size=8, per_class=2, seed=seed)
+        b.set_epoch(e)
+        return torch.cat([_indices(x) for x, _ in b])
+    assert torch.equal(epoch(0, 1), epoch(0, 1))
+    assert not torch.equal(epoch(0, 0), epoch(0, 1)) and not torch.equal(epoch(0, 1), epoch(5, 1))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=8, per_class=1), "at least 2"),
+    (dict(batch_size=10, per_class=4), "not a multiple of per_class"),
+    (dict(batch_size=4, per_class=4), "one class per batch"),
+    (dict(batch_size=28, per_class=4), "asks for 7 classes per batch, but toy/train has 3"),
+    (dict(batch_size=12, per_class=6), "more than the 5 images of class 'b'"),
+    (dict(batch_size=8, per_class=4, train=False), "evaluation batches"),
+    (dict(batch_size=8, per_class=4, concat_original=True), "cannot be combined"),
+    (dict(batch_size=8, per_class=4, drop_last=False), "needs drop_last"),
+])
+def test_pk_settings_that_cannot_work_are_refused_with_the_reason(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _pk(_numbered([8, 5, 8]), **kwargs)
