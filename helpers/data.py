@@ -606,3 +606,21 @@ def take(data: ImageData, index: torch.Tensor) -> ImageData:
     """The images at `index` (a tensor of positions), keeping the class list and provenance."""
     return replace(data, images=data.images[index], labels=data.labels[index],
                    boxes=None if data.boxes is None else data.boxes[index], skipped=list(data.skipped))
+
+
+def select_classes(data: ImageData, classes) -> ImageData:
+    """The images of `classes` only (names, or positions in data.classes), relabelled 0..len(classes)-1
+    in the order given. The same selection on two splits gives them the same labels."""
+    wanted = [data.classes.index(c) if isinstance(c, str) and c in data.classes else c for c in classes]
+    unknown = [c for c in wanted if not isinstance(c, int) or not 0 <= c < len(data.classes)]
+    if unknown:
+        raise ValueError(f"{data.name}/{data.split} has no class {unknown[0]!r}; it has {len(data.classes)}: "
+                         f"{_short(data.classes)}")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"a class is named twice in {list(classes)}")
+    mapping = torch.full((len(data.classes),), -1, dtype=torch.long)
+    mapping[torch.tensor(wanted, dtype=torch.long)] = torch.arange(len(wanted))
+    index = torch.nonzero(mapping[data.labels.clamp(min=0)].ge(0) & data.labels.ge(0)).flatten()
+    picked = take(data, index)
+    return replace(picked, labels=mapping[picked.labels], classes=tuple(data.classes[c] for c in wanted),
+                   class_ids=None if data.class_ids is None else tuple(data.class_ids[c] for c in wanted))

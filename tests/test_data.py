@@ -449,3 +449,18 @@ def test_subset_and_holdout_refuse_counts_that_leave_nothing(tiny_data):
     rest, held = data.holdout(uneven, 4)
     assert rest.class_counts().tolist() == [1, 2, 2, 2]
     assert len(data.subset(uneven, 5)) == 20  # subset may take every image of a class
+
+
+def test_select_classes_relabels_in_the_order_given_and_refuses_unknown_names():
+    images = torch.arange(12, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 1, 1).contiguous()
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, -1])
+    d = data.ImageData(images=images, labels=labels, classes=("a", "b", "c", "d"), name="toy", split="train",
+                       class_ids=("n0", "n1", "n2", "n3"))
+    picked = data.select_classes(d, ["c", 0])
+    assert picked.classes == ("c", "a") and picked.class_ids == ("n2", "n0")
+    assert picked.images[:, 0, 0, 0].tolist() == [0, 2, 4, 6, 8, 10]          # order of the split kept
+    assert picked.labels.tolist() == [1, 0, 1, 0, 1, 0]                       # c -> 0, a -> 1
+    with pytest.raises(ValueError, match="toy/train has no class 'e'"):
+        data.select_classes(d, ["a", "e"])
+    with pytest.raises(ValueError, match="named twice"):
+        data.select_classes(d, ["a", 0])
