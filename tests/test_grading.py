@@ -26,7 +26,7 @@ import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from sklearn.metrics import precision_score, recall_score
 
-from helpers import exercises, grading, models, results
+from helpers import exercises, grading, losses, models, results
 from helpers.course import main as course_main
 from helpers.runtime import setup
 
@@ -34,9 +34,9 @@ NOTEBOOKS = [nb for nb in grading.instructor_notebooks() if grading.has_exercise
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 
 
-def test_notebooks_01_to_03_have_two_to_four_exercises_each():
+def test_notebooks_01_to_04_have_two_to_four_exercises_each():
     names = [nb.name[:2] for nb in NOTEBOOKS]
-    assert {"01", "02", "03"} <= set(names)
+    assert {"01", "02", "03", "04"} <= set(names)
     for nb in NOTEBOOKS:
         tests = grading.test_cells(nbformat.read(nb, as_version=4))
         assert 2 <= len(tests) <= 4, f"{nb.name}: {len(tests)} exercises"
@@ -56,7 +56,7 @@ def exercise_tests(notebook: str, grade_id: str, *, hidden: bool = True) -> str:
 def run_exercise(notebook: str, grade_id: str, answer: str, *, hidden: bool = True) -> None:
     """Define `answer` and run the exercise's test cell on it, as a kernel would (same names)."""
     images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    namespace = dict(np=np, torch=torch, math=math, models=models, exercises=exercises,
+    namespace = dict(np=np, torch=torch, math=math, models=models, exercises=exercises, distances=losses.pairwise_distances,
                      precision_score=precision_score, recall_score=recall_score,
                      train_set=SimpleNamespace(images=images))
     exec(answer, namespace)
@@ -122,6 +122,35 @@ def layerwise_lr_groups(model, head_lr, decay):
     return [{"params": [p], "lr": head_lr * decay ** depth[name.split(".")[0]]}   # one group per parameter
             for name, p in model.named_parameters()]
 ''',
+    ("04", "ex1_hardest_pairs"): '''
+def hardest_pairs(d, labels):
+    n = len(labels)
+    same = labels[:, None].eq(labels[None, :])
+    others = same & ~torch.eye(n, dtype=torch.bool)
+    big = float(d.abs().max()) + 1.0                 # beyond every distance: never picked
+    positive = torch.where(others, d, torch.full_like(d, -big)).argmax(1)
+    negative = torch.where(~same, d, torch.full_like(d, big)).argmin(1)
+    positive[~others.any(1)] = -1
+    negative[~(~same).any(1)] = -1
+    return positive.tolist(), negative.tolist()      # lists are fine too
+''',
+    ("04", "ex2_center_update"): '''
+def center_update(centers, features, labels, alpha):
+    onehot = torch.nn.functional.one_hot(labels, len(centers)).to(centers.dtype)   # B×C
+    n = onehot.sum(0)
+    sums = onehot.T @ features.to(centers.dtype)
+    return centers - alpha * (n[:, None] * centers - sums) / (1 + n)[:, None]
+''',
+    ("04", "ex3_recall_at_1"): '''
+def recall_at_1(d, labels):
+    d = torch.as_tensor(d).double()
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    d = d + torch.diag(torch.full((n,), float("inf"), dtype=torch.float64))   # itself: infinitely far
+    partner = (labels[:, None] == labels[None, :]).sum(1) > 1
+    hits = [bool(labels[int(d[i].argmin())] == labels[i]) for i in range(n) if partner[i]]
+    return sum(hits) / len(hits)
+''',
 }
 
 WRONG_ANSWERS = {   # typical mistakes: (exercise, answer, caught only by the hidden tests)
@@ -181,6 +210,47 @@ def macro_precision_recall(y_true, y_pred, num_classes):
 def layerwise_lr_groups(model, head_lr, decay):
     return [{"params": list(getattr(model, n).parameters()), "lr": head_lr * decay ** k}
             for k, n in enumerate(("head", "layer4", "layer3", "layer2", "layer1"))]
+''', False),
+    "the anchor is its own positive when alone": (("04", "ex1_hardest_pairs"), '''
+def hardest_pairs(d, labels):
+    same = labels[:, None] == labels[None, :]
+    positive = d.masked_fill(~same, -math.inf).argmax(1)          # the diagonal is not masked
+    negative = d.masked_fill(same, math.inf).argmin(1)
+    return positive, torch.where((~same).any(1), negative, -1)
+''', True),
+    "the easiest pairs instead of the hardest": (("04", "ex1_hardest_pairs"), '''
+def hardest_pairs(d, labels):
+    same = labels[:, None] == labels[None, :]
+    others = same & ~torch.eye(len(labels), dtype=torch.bool)
+    positive = d.masked_fill(~others, math.inf).argmin(1)
+    negative = d.masked_fill(same, -math.inf).argmax(1)
+    return torch.where(others.any(1), positive, -1), torch.where((~same).any(1), negative, -1)
+''', False),
+    "divided by n_j, not 1 + n_j": (("04", "ex2_center_update"), '''
+def center_update(centers, features, labels, alpha):
+    diff = torch.zeros_like(centers).index_add_(0, labels, centers[labels] - features.to(centers.dtype))
+    counts = torch.bincount(labels, minlength=len(centers)).to(centers.dtype).clamp(min=1)
+    return centers - alpha * diff / counts[:, None]
+''', False),
+    "the centres moved in place": (("04", "ex2_center_update"), '''
+def center_update(centers, features, labels, alpha):
+    diff = torch.zeros_like(centers).index_add_(0, labels, centers[labels] - features.to(centers.dtype))
+    counts = torch.bincount(labels, minlength=len(centers)).to(centers.dtype)
+    centers -= alpha * diff / (1 + counts)[:, None]
+    return centers
+''', False),
+    "a lone image counted as a miss": (("04", "ex3_recall_at_1"), '''
+def recall_at_1(d, labels):
+    d = torch.as_tensor(d, dtype=torch.float64).clone()
+    d.fill_diagonal_(math.inf)
+    return float((torch.as_tensor(labels)[d.argmin(1)] == torch.as_tensor(labels)).double().mean())
+''', True),
+    "itself found by a distance of 0": (("04", "ex3_recall_at_1"), '''
+def recall_at_1(d, labels):
+    d = torch.as_tensor(d, dtype=torch.float64)
+    d = d.masked_fill(d == 0, math.inf)              # the diagonal need not be exactly 0
+    has_partner = torch.bincount(labels)[labels] > 1
+    return float((labels[d.argmin(1)] == labels)[has_partner].double().mean())
 ''', False),
 }
 
