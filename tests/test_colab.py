@@ -24,7 +24,7 @@ def test_course_colab_points_badges_and_setup_cells_at_a_fork(tmp_path, monkeypa
     (tmp_path / "README.md").write_text("see " + course.colab_badge(course.PLACEHOLDER_REPO, "01_baseline.ipynb"))
     monkeypatch.setattr(course, "project_root", lambda: tmp_path)
     assert course.main(["colab", "me/my-fork", "--branch", "spring"]) == 0
-    assert "pointed 4 files at github.com/me/my-fork" in capsys.readouterr().out
+    assert f"pointed {len(NOTEBOOKS) + 1} files at github.com/me/my-fork" in capsys.readouterr().out   # and the README
     for notebook in NOTEBOOKS:
         cells = nbformat.read(tmp_path / "notebooks" / notebook.name, as_version=4).cells
         assert cells[0].source.startswith(course.colab_badge("me/my-fork", notebook.name, "spring"))

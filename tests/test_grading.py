@@ -400,6 +400,7 @@ def test_other_correct_answers_get_full_points_in_a_kernel(tmp_path):
     answer prints (stderr) would cost its points there."""
     setup_cell = ("import math\nimport numpy as np\nimport torch\nfrom types import SimpleNamespace\n"
                   "from sklearn.metrics import precision_score, recall_score\nfrom helpers import exercises, models\n"
+                  "from helpers.losses import pairwise_distances as distances\n"
                   "train_set = SimpleNamespace(images=torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8))")
     cells = [new_code_cell(setup_cell)]
     for (notebook, grade_id), answer in OTHER_CORRECT_ANSWERS.items():
