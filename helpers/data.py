@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import os
 import secrets
 import socket
@@ -611,13 +612,31 @@ def take(data: ImageData, index: torch.Tensor) -> ImageData:
 def select_classes(data: ImageData, classes) -> ImageData:
     """The images of `classes` only (names, or positions in data.classes), relabelled 0..len(classes)-1
     in the order given. The same selection on two splits gives them the same labels."""
-    wanted = [data.classes.index(c) if isinstance(c, str) and c in data.classes else c for c in classes]
-    unknown = [c for c in wanted if not isinstance(c, int) or not 0 <= c < len(data.classes)]
+    where = f"{data.name}/{data.split}"
+    classes = list(classes)
+    if not classes:
+        raise ValueError(f"no class asked for from {where}: pass names or positions in its class list")
+
+    def position(c):
+        if isinstance(c, str):
+            return data.classes.index(c) if c in data.classes else None
+        if isinstance(c, bool):
+            return None
+        try:
+            i = operator.index(c)   # ints, and NumPy or tensor integers
+        except TypeError:
+            return None
+        return i if 0 <= i < len(data.classes) else None
+
+    wanted = [position(c) for c in classes]
+    unknown = [c for c, i in zip(classes, wanted) if i is None]
     if unknown:
-        raise ValueError(f"{data.name}/{data.split} has no class {unknown[0]!r}; it has {len(data.classes)}: "
-                         f"{_short(data.classes)}")
-    if len(set(wanted)) != len(wanted):
-        raise ValueError(f"a class is named twice in {list(classes)}")
+        raise ValueError(f"{where} has no class {unknown[0]!r}; it has {len(data.classes)}, named or numbered 0.."
+                         f"{len(data.classes) - 1}: {_short(data.classes)}")
+    twice = sorted({data.classes[i] for i in wanted if wanted.count(i) > 1})
+    if twice:
+        raise ValueError(f"{twice[0]!r} of {where} is asked for twice in {classes} (by name or position): name each "
+                         f"class once")
     mapping = torch.full((len(data.classes),), -1, dtype=torch.long)
     mapping[torch.tensor(wanted, dtype=torch.long)] = torch.arange(len(wanted))
     index = torch.nonzero(mapping[data.labels.clamp(min=0)].ge(0) & data.labels.ge(0)).flatten()

@@ -36,8 +36,10 @@ class GpuBatches:
     distinct classes drawn at random, K images of each, so that every image has K - 1 positives and
     (P - 1)·K negatives in its batch. A batch-hard triplet loss needs it: in a uniformly random batch
     of 128 from 200 classes about half the images have no other image of their class. Each class
-    hands out its images in a shuffled order, starting a new shuffle when it runs out, so within a
-    few epochs every image is seen about equally often; an epoch is still len(data) // batch_size batches.
+    hands out its images in a shuffled order, starting a new shuffle when it runs out, so the images of
+    a class are seen equally often, give or take one per epoch. Classes are drawn uniformly: with classes
+    of unequal size, the images of a small class are seen more often than those of a large one. An epoch
+    is still len(data) // batch_size batches.
     """
 
     def __init__(self, data: ImageData, *, batch_size: int, device: torch.device | str = "cpu",
@@ -161,16 +163,21 @@ def _check_pk(data: ImageData, batch_size: int, per_class, *, train: bool, conca
         raise ValueError(f"per_class (K images of each class per batch) must be a whole number of at least 2, so "
                          f"that every image has a positive in its batch, not {per_class!r}")
     if not train:
-        raise ValueError("per_class applies to training batches; evaluation batches go through the data in order")
+        raise ValueError(f"per_class applies to training batches, and these batches of {where} have train=False "
+                         f"(evaluation goes through the data in order): drop per_class, or use train=True")
     if concat_original:
-        raise ValueError("per_class and concat_original cannot be combined: choose one way to build an epoch")
+        raise ValueError(f"per_class and concat_original cannot be combined for {where}: choose one way to build an "
+                         f"epoch (drop concat_original for PK batches)")
     if drop_last is False:
-        raise ValueError("per_class needs drop_last: a short last batch would not be P classes × K images")
+        raise ValueError(f"per_class needs drop_last for {where}: a short last batch would not be P classes × K "
+                         f"images; leave drop_last unset (training drops it) or pass True")
     if batch_size % per_class:
         raise ValueError(f"batch_size {batch_size} is not a multiple of per_class {per_class}: a PK batch is P classes × "
                          f"K images; use batch_size = P × {per_class}, e.g. {max(2, batch_size // per_class) * per_class}")
     if (data.labels < 0).any():
-        raise ValueError(f"{where} has unlabeled images (label -1): PK batches need a class for every image")
+        raise ValueError(f"{where} has {int((data.labels < 0).sum())} unlabeled images (label -1): PK batches need a "
+                         f"class for every image; keep the labelled ones, e.g. data.take(d, torch.nonzero(d.labels >= 0)"
+                         f".flatten())")
     counts = torch.bincount(data.labels)
     present = counts[counts > 0]
     p = batch_size // per_class
@@ -179,7 +186,7 @@ def _check_pk(data: ImageData, batch_size: int, per_class, *, train: bool, conca
                          f"would have a negative; use at least two classes, batch_size >= {2 * per_class}")
     if p > len(present):
         raise ValueError(f"batch_size {batch_size} / per_class {per_class} asks for {p} classes per batch, but {where} "
-                         f"has {len(present)}; lower batch_size or raise per_class")
+                         f"has {len(present)}; lower batch_size to at most {len(present) * per_class} or raise per_class")
     if per_class > int(present.min()):
         small = int(torch.nonzero(counts == present.min())[0])
         raise ValueError(f"per_class {per_class} is more than the {int(present.min())} images of class "

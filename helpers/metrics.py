@@ -56,7 +56,10 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
     with bank images takes their class). Returns M predicted labels. The same rule as scikit-learn's
     `KNeighborsClassifier(n_neighbors=k, weights="distance")`."""
     if len(bank) != len(bank_labels):
-        raise ValueError(f"the bank has {len(bank)} embeddings and {len(bank_labels)} labels")
+        raise ValueError(f"the bank has {len(bank)} embeddings and {len(bank_labels)} labels: pass one label per "
+                         f"bank embedding, in the same order")
+    if len(bank_labels) and int(bank_labels.min()) < 0:
+        raise ValueError(f"the bank has {int((bank_labels < 0).sum())} unlabeled embeddings (label -1): leave them out")
     if not 1 <= k <= len(bank):
         raise ValueError(f"k must lie between 1 and the bank's {len(bank)} images, not {k}")
     bank_labels = bank_labels.to(bank.device)
@@ -70,7 +73,7 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
         votes = torch.zeros(b - a, classes, dtype=torch.float64, device=bank.device)
         votes.scatter_add_(1, bank_labels[nearest], weights)
         out.append(votes.argmax(1))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=bank.device)
 
 
 @torch.no_grad()
@@ -85,10 +88,13 @@ def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, *, chunk: 
     """
     n = len(labels)
     labels = labels.to(embeddings.device)
-    same_class = torch.bincount(labels) - 1
+    if n and int(labels.min()) < 0:
+        raise ValueError(f"{int((labels < 0).sum())} of the {n} images are unlabeled (label -1): leave them out")
+    same_class = torch.bincount(labels) - 1 if n else labels
     r = same_class[labels]
     if n < 2 or int(r.max()) == 0:
-        raise ValueError("retrieval needs at least one class with two images or more")
+        raise ValueError(f"retrieval needs at least one class with two images or more; it got {n} images in "
+                         f"{len(torch.unique(labels))} classes, each alone")
     max_r = int(r.max())
     hits, precision = [], []
     for a, b in _chunks(n, chunk):
@@ -117,5 +123,8 @@ def class_separation(embeddings: torch.Tensor, labels: torch.Tensor) -> dict:
     d = _squared_distances(embeddings, embeddings).sqrt()
     same = labels[:, None] == labels[None]
     off = ~torch.eye(len(labels), dtype=torch.bool, device=embeddings.device)
+    if not (same & off).any() or same.all():
+        raise ValueError(f"class separation needs two classes and a class with two images or more; it got "
+                         f"{len(labels)} images in {len(torch.unique(labels))} classes")
     within, between = float(d[same & off].mean()), float(d[~same].mean())
     return {"within": within, "between": between, "ratio": within / between}

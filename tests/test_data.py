@@ -462,5 +462,13 @@ def test_select_classes_relabels_in_the_order_given_and_refuses_unknown_names():
     assert picked.labels.tolist() == [1, 0, 1, 0, 1, 0]                       # c -> 0, a -> 1
     with pytest.raises(ValueError, match="toy/train has no class 'e'"):
         data.select_classes(d, ["a", "e"])
-    with pytest.raises(ValueError, match="named twice"):
+    only_d = data.select_classes(d, ["d"])          # the unlabeled image (-1) is never taken for a class
+    assert only_d.images[:, 0, 0, 0].tolist() == [3, 7] and only_d.labels.tolist() == [0, 0]
+    assert data.select_classes(d, [np.int64(1), torch.tensor(2)]).classes == ("b", "c")   # NumPy and tensor integers
+    with pytest.raises(ValueError, match="'a' of toy/train is asked for twice"):
         data.select_classes(d, ["a", 0])
+    for bad in ([True], [4], [-1], [1.0]):
+        with pytest.raises(ValueError, match="toy/train has no class"):
+            data.select_classes(d, bad)
+    with pytest.raises(ValueError, match="no class asked for"):
+        data.select_classes(d, iter([]))

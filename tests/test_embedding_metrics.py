@@ -33,11 +33,13 @@ def test_knn_agrees_with_scikit_learn_distance_weighted(k):
 def test_knn_weights_votes_by_closeness_and_takes_an_exact_match():
     bank = torch.tensor([[0.0], [3.0], [3.5]])
     labels = torch.tensor([0, 1, 1])
-    # query 1.0: class 0 at distance 1 (weight 1) against class 1 at 2 and 2.5 (0.5 + 0.4): class 0 wins
+    # query 1.0: class 0 at distance 1 (weight 1) against class 1 at 2 and 2.5 (0.5 + 0.4): class 0 wins,
+    # where a majority vote of the 3 neighbours would say class 1
     assert metrics.knn_predict(bank, labels, torch.tensor([[1.0]]), k=3).tolist() == [0]
-    # a majority vote would say class 1 here; at 1.4 the weights are 1/1.4 = 0.71 against 1/1.6 + 1/2.1 = 1.10
+    # past the balance point class 1 wins: at 1.4 the weights are 1/1.4 = 0.71 against 1/1.6 + 1/2.1 = 1.10
     assert metrics.knn_predict(bank, labels, torch.tensor([[1.4]]), k=3).tolist() == [1]
-    assert metrics.knn_predict(bank, labels, torch.tensor([[3.0]]), k=3).tolist() == [1]
+    # a query on a bank image takes its class (1/0 would be infinite): again not what a majority says
+    assert metrics.knn_predict(bank, labels, torch.tensor([[0.0]]), k=3).tolist() == [0]
     with pytest.raises(ValueError, match="k must lie between 1 and the bank's 3 images"):
         metrics.knn_predict(bank, labels, bank, k=4)
 
@@ -83,8 +85,12 @@ def test_retrieval_by_hand_and_what_it_leaves_out():
     result = metrics.retrieval_metrics(emb, labels)
     assert result["queries"] == 5   # the lone image of class 2 is no query
     assert result["map_at_r"] == pytest.approx(brute_force_retrieval(emb, labels)[1])
-    with pytest.raises(ValueError, match="at least one class with two images"):
+    with pytest.raises(ValueError, match="at least one class with two images or more; it got 3 images in 3 classes"):
         metrics.retrieval_metrics(torch.zeros(3, 2), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="1 of the 4 images are unlabeled"):
+        metrics.retrieval_metrics(torch.zeros(4, 2), torch.tensor([0, 0, 1, -1]))
+    with pytest.raises(ValueError, match="1 unlabeled embeddings"):
+        metrics.knn_predict(torch.zeros(4, 2), torch.tensor([0, 0, 1, -1]), torch.zeros(1, 2), k=2)
 
 
 def test_class_separation_is_the_mean_of_the_pairs_and_ignores_scale():
@@ -96,3 +102,6 @@ def test_class_separation_is_the_mean_of_the_pairs_and_ignores_scale():
     assert metrics.class_separation(emb * 7.5, labels)["ratio"] == pytest.approx(ours["ratio"])
     points = torch.tensor([[0.0, 0], [0, 0], [5, 0], [5, 0]])
     assert metrics.class_separation(points, torch.tensor([0, 0, 1, 1]))["ratio"] == 0.0
+    for labels in (torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 0, 0])):   # no pair within, or none between
+        with pytest.raises(ValueError, match="needs two classes and a class with two images"):
+            metrics.class_separation(points, labels)

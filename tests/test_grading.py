@@ -239,6 +239,19 @@ def center_update(centers, features, labels, alpha):
     centers -= alpha * diff / (1 + counts)[:, None]
     return centers
 ''', False),
+    "every class's count taken as the batch's mean": (("04", "ex2_center_update"), '''
+def center_update(centers, features, labels, alpha):
+    n = len(labels) / len(torch.unique(labels))      # as if every class in the batch had the same count
+    diff = torch.zeros_like(centers).index_add_(0, labels, centers[labels] - features.to(centers.dtype))
+    return centers - alpha * diff / (1 + n)
+''', True),
+    "the second nearest taken as the nearest other": (("04", "ex3_recall_at_1"), '''
+def recall_at_1(d, labels):
+    d = torch.as_tensor(d)
+    second = d.argsort(1)[:, 1]                      # assumes the diagonal is each row's smallest entry
+    has_partner = torch.bincount(labels)[labels] > 1
+    return float((labels[second] == labels)[has_partner].double().mean())
+''', True),
     "a lone image counted as a miss": (("04", "ex3_recall_at_1"), '''
 def recall_at_1(d, labels):
     d = torch.as_tensor(d, dtype=torch.float64).clone()
@@ -267,6 +280,9 @@ def test_the_tests_catch_a_typical_mistake(mistake):
         run_exercise(notebook, grade_id, answer)
     if hidden_only:   # the visible tests let it through: this is what the hidden tests are for
         run_exercise(notebook, grade_id, answer, hidden=False)
+    else:             # the visible tests catch it already, so a student sees why
+        with pytest.raises(AssertionError):
+            run_exercise(notebook, grade_id, answer, hidden=False)
 
 
 def test_every_exercise_has_another_correct_answer_and_a_mistake_in_this_file():
