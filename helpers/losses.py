@@ -1,7 +1,9 @@
-"""Losses that shape an embedding instead of class scores: batch-hard triplet loss and center loss.
+"""Losses that shape an embedding instead of class scores: batch-hard triplet loss and center loss
+(notebook 04), the pairwise contrastive loss and NT-Xent (notebook 05).
 
 Each is one short function or module; the notebooks show them and check them against these. The
-tests compare the triplet loss with pytorch-metric-learning and the center loss with a brute-force loop.
+tests compare the triplet loss and NT-Xent with pytorch-metric-learning, and the center loss and the
+pair loss with brute-force loops.
 """
 from __future__ import annotations
 
@@ -96,3 +98,43 @@ class CenterLoss(nn.Module):
         counts = torch.zeros(len(self.centers), device=labels.device, dtype=self.centers.dtype)
         counts.index_add_(0, labels, torch.ones_like(labels, dtype=self.centers.dtype))
         self.centers -= self.alpha * diff / (1 + counts)[:, None]
+
+
+def contrastive_pair_loss(x1: torch.Tensor, x2: torch.Tensor, similar: torch.Tensor, margin: float = 1.0,
+                          eps: float = DISTANCE_EPS) -> torch.Tensor:
+    """The pairwise contrastive loss of Hadsell, Chopra & LeCun 2006, averaged over the pairs.
+
+    x1, x2: B×D embeddings of the two images of each pair; similar: B booleans, True where the two
+    images belong together. With D the Euclidean distance of a pair (eps inside the root, so that the
+    gradient stays finite at D = 0): `½ D²` for a similar pair, `½ max(0, margin − D)²` for a
+    dissimilar one. (The paper writes it with Y = 0 for similar pairs and Y = 1 for dissimilar ones,
+    and many tutorials flip that convention: a boolean named `similar` leaves no doubt.)
+    """
+    if x1.shape != x2.shape or x1.ndim != 2:
+        raise ValueError(f"x1 and x2 must be B×D embeddings of the same shape, not {tuple(x1.shape)} and {tuple(x2.shape)}")
+    if similar.dtype != torch.bool or similar.shape != x1.shape[:1]:
+        raise ValueError(f"similar must be {x1.shape[0]} booleans (True: the pair belongs together), not "
+                         f"{similar.dtype} of shape {tuple(similar.shape)}")
+    d = ((x1 - x2).pow(2).sum(1) + eps).sqrt()
+    return torch.where(similar, 0.5 * d.pow(2), 0.5 * (margin - d).clamp(min=0).pow(2)).mean()
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al. 2020).
+
+    z1, z2: N×D projections of two augmented views of the same N images (row i of each). Every one of
+    the 2N views is an anchor: its positive is the other view of its image, its negatives the 2N − 2
+    views of the other images; similarities are cosines divided by `temperature`, and the loss is the
+    cross-entropy of picking the positive, averaged over the 2N anchors. When every projection is the
+    same it equals ln(2N − 1).
+    """
+    if z1.shape != z2.shape or z1.ndim != 2 or len(z1) < 2:
+        raise ValueError(f"z1 and z2 must be N×D projections of the same shape with N >= 2, not "
+                         f"{tuple(z1.shape)} and {tuple(z2.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, not {temperature}")
+    n = len(z1)
+    z = nn.functional.normalize(torch.cat([z1, z2]).float(), dim=1)
+    similarity = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), -math.inf)
+    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return nn.functional.cross_entropy(similarity, positives)

@@ -111,3 +111,59 @@ def test_center_loss_centres_reach_the_class_means():
     for _ in range(200):
         center.update(means[y] + 0.1 * torch.randn(64, 8, generator=g), y)
     assert torch.allclose(center.centers, means, atol=0.1)
+
+
+# ----------------------------------------------------------------------------- notebook 05: pair loss and NT-Xent
+
+def test_pair_loss_against_a_loop_and_by_hand():
+    from helpers.losses import contrastive_pair_loss
+    g = torch.Generator().manual_seed(5)
+    x1, x2 = torch.randn(12, 4, generator=g), torch.randn(12, 4, generator=g) * 0.3
+    similar = torch.rand(12, generator=g) < 0.5
+    loop = 0.0
+    for a, b, s in zip(x1, x2, similar):
+        d = math.sqrt(float(((a - b) ** 2).sum()))
+        loop += 0.5 * d ** 2 if s else 0.5 * max(0.0, 1.5 - d) ** 2
+    assert float(contrastive_pair_loss(x1, x2, similar, margin=1.5)) == pytest.approx(loop / 12, rel=1e-5)
+    # by hand: a similar pair at distance 3 costs 4.5; a dissimilar pair at 0.5 costs ½ (1 - 0.5)² = 0.125,
+    # at 2 (beyond the margin) nothing
+    p, q = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]), torch.tensor([[3.0, 0.0], [0.5, 0.0], [2.0, 0.0]])
+    assert float(contrastive_pair_loss(p, q, torch.tensor([True, False, False]))) == pytest.approx((4.5 + 0.125) / 3)
+
+
+def test_pair_loss_gradient_is_finite_at_distance_zero_and_the_convention_is_checked():
+    from helpers.losses import contrastive_pair_loss
+    x = torch.zeros(3, 2, requires_grad=True)
+    contrastive_pair_loss(x, torch.zeros(3, 2), torch.tensor([True, False, True])).backward()
+    assert torch.isfinite(x.grad).all()
+    with pytest.raises(ValueError, match="similar must be 3 booleans"):
+        contrastive_pair_loss(torch.zeros(3, 2), torch.zeros(3, 2), torch.tensor([0, 1, 0]))   # 0/1: which means similar?
+
+
+@pytest.mark.parametrize("temperature", [0.07, 0.5, 1.0])
+def test_nt_xent_agrees_with_pytorch_metric_learning_and_a_loop(temperature):
+    from helpers.losses import nt_xent
+    g = torch.Generator().manual_seed(6)
+    z1 = torch.randn(8, 16, generator=g)
+    z2 = z1 + 0.5 * torch.randn(8, 16, generator=g)
+    ours = nt_xent(z1, z2, temperature)
+    pml = pml_losses.SelfSupervisedLoss(pml_losses.NTXentLoss(temperature=temperature), symmetric=True)(z1, z2)
+    assert float(ours) == pytest.approx(float(pml), rel=1e-5)
+    views = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    total = 0.0
+    for i in range(16):
+        positive = (i + 8) % 16
+        logits = [float(views[i] @ views[k]) / temperature for k in range(16) if k != i]
+        total += -(float(views[i] @ views[positive]) / temperature - math.log(sum(math.exp(v) for v in logits)))
+    assert float(ours) == pytest.approx(total / 16, rel=1e-5)
+
+
+def test_nt_xent_of_identical_projections_is_log_2n_minus_1_and_it_rewards_matching_views():
+    from helpers.losses import nt_xent
+    same = torch.ones(6, 4)
+    assert float(nt_xent(same, same)) == pytest.approx(math.log(11))
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(6, 4, generator=g)
+    assert float(nt_xent(z, z, 0.1)) < float(nt_xent(z, z[torch.randperm(6, generator=g)], 0.1))
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        nt_xent(z, z, 0.0)
