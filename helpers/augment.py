@@ -8,6 +8,8 @@ on the batch's device, so that a seeded run repeats exactly. Each mirrors a torc
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -108,6 +110,75 @@ def cutout(images: torch.Tensor, size: int, generator: torch.Generator | None = 
     cols = torch.arange(W, device=dev).view(1, 1, W)
     hole = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)  # B×H×W
     return images.masked_fill(hole[:, None], fill)
+
+
+def resized_crop_boxes(height: int, width: int, n: int, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                       generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """n boxes (top, left, h, w) drawn as torchvision's `RandomResizedCrop.get_params` draws one: an area
+    of `scale` × the image's and an aspect ratio uniform in log(`ratio`), tried 10 times; the first try
+    that fits the image is kept, and where none fits, the central crop of the largest box whose aspect
+    is within `ratio`. Returns an n×4 long tensor."""
+    if not (0 < scale[0] <= scale[1]) or not (0 < ratio[0] <= ratio[1]):
+        raise ValueError(f"scale and ratio are (low, high) with 0 < low <= high, not scale={scale}, ratio={ratio}")
+    tries = 10
+    area = height * width * torch.empty(n, tries, device=device).uniform_(scale[0], scale[1], generator=generator)
+    log_ratio = torch.empty(n, tries, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    aspect = log_ratio.exp()
+    w = (area * aspect).sqrt().round().long()
+    h = (area / aspect).sqrt().round().long()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.where(fits.any(1), fits.float().argmax(1), 0)
+    rows = torch.arange(n, device=device)
+    h, w, found = h[rows, first], w[rows, first], fits.any(1)
+    in_ratio = width / height   # the fallback: torchvision's central crop
+    if in_ratio < ratio[0]:
+        fh, fw = int(round(width / ratio[0])), width
+    elif in_ratio > ratio[1]:
+        fh, fw = height, int(round(height * ratio[1]))
+    else:
+        fh, fw = height, width
+    h, w = torch.where(found, h, fh), torch.where(found, w, fw)
+    u = torch.rand(n, 2, device=device, generator=generator)
+    top = torch.where(found, (u[:, 0] * (height - h + 1)).long(), (height - fh) // 2)
+    left = torch.where(found, (u[:, 1] * (width - w + 1)).long(), (width - fw) // 2)
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def _source_index(start: torch.Tensor, length: torch.Tensor, size: int):
+    """Bilinear sampling positions of `size` outputs over [start, start + length) per image, as
+    torch's interpolate(align_corners=False) computes them: (lower index, upper index, weight of upper)."""
+    out = torch.arange(size, device=start.device, dtype=torch.float32)
+    src = ((out[None] + 0.5) * (length[:, None].float() / size) - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=(length - 1)[:, None])
+    high = (low + 1).clamp(max=(length - 1)[:, None])
+    return start[:, None] + low, start[:, None] + high, src - low.float()
+
+
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Cut box i = (top, left, h, w) out of image i and resize it to size×size, bilinear without
+    antialiasing (torchvision's `resized_crop(..., antialias=False)`), uint8 in and out."""
+    B = images.shape[0]
+    y0, y1, wy = _source_index(boxes[:, 0], boxes[:, 2], size)
+    x0, x1, wx = _source_index(boxes[:, 1], boxes[:, 3], size)
+    x = images.float()
+    batch = torch.arange(B, device=images.device)[:, None, None]
+
+    def at(rows, cols):   # B×C×size×size gathered at rows (B×size) and cols (B×size)
+        return x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+    wy, wx = wy[:, None, :, None], wx[:, None, None, :]
+    top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
+    bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
+    return (top * (1 - wy) + bottom * wy).round().clamp(0, 255).to(images.dtype)
+
+
+def random_resized_crop(images: torch.Tensor, size: int | None = None, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """torchvision's RandomResizedCrop (bilinear, no antialiasing) with a box drawn per image: SimCLR's
+    first augmentation. size: the output side (default: the input's height)."""
+    B, _, H, W = images.shape
+    boxes = resized_crop_boxes(H, W, B, scale=scale, ratio=ratio, generator=generator, device=images.device)
+    return resized_crop(images, boxes, size or H)
 
 
 # ----------------------------------------------------------------------------- colour

@@ -16,6 +16,7 @@ AUGMENTATIONS = {  # name -> the augmentation at a clearly visible magnitude
     "color_jitter": partial(augment.color_jitter, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
     "grayscale": partial(augment.random_grayscale, p=0.5),
     "cutout": partial(augment.cutout, size=8),
+    "resized_crop": augment.random_resized_crop,
 }
 
 
@@ -32,6 +33,7 @@ def test_zero_magnitude_is_the_identity():
     assert torch.equal(augment.color_jitter(x), x)
     assert torch.equal(augment.random_grayscale(x, p=0), x)
     assert torch.equal(augment.cutout(x, 0), x)
+    assert torch.equal(augment.random_resized_crop(x, scale=(1, 1), ratio=(1, 1)), x)   # the whole image, same size
     zero = torch.zeros(8)
     assert torch.equal(augment.affine(x, zero, zero, zero), x)  # through the sampling grid too
 
@@ -160,3 +162,49 @@ def test_loader_resizes_to_the_requested_size():
     x, _ = next(iter(b))
     assert x.shape == (5, 3, 12, 12)
     torch.testing.assert_close(x[:, :, 5, 5], x[:, :, 0, 0])  # flat images stay flat
+
+
+# ----------------------------------------------------------------------------- random resized crop
+
+def test_resized_crop_matches_torchvision_pixel_for_pixel():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (40, 3, 24, 20), dtype=torch.uint8, generator=g)
+    boxes = torch.cat([augment.resized_crop_boxes(24, 20, 36, generator=g),
+                       torch.tensor([[0, 0, 24, 20], [3, 2, 5, 7], [10, 5, 1, 1], [0, 0, 2, 20]])])   # whole, small, 1×1, a strip
+    for size in (16, 32):   # down and up
+        ours = augment.resized_crop(x, boxes, size)
+        for i, (top, left, h, w) in enumerate(boxes.tolist()):
+            # torchvision's float kernel, rounded: the same numbers exactly
+            reference = TF.resized_crop(x[i].float(), top, left, h, w, [size, size], antialias=False)
+            assert torch.equal(ours[i], reference.round().clamp(0, 255).to(torch.uint8)), (i, size)
+            # its uint8 kernel works in fixed point: within 1
+            uint8 = TF.resized_crop(x[i], top, left, h, w, [size, size], antialias=False)
+            assert int((uint8.int() - ours[i].int()).abs().max()) <= 1
+
+
+def test_resized_crop_boxes_are_drawn_like_torchvisions():
+    import torchvision.transforms.v2 as T
+    g = torch.Generator().manual_seed(4)
+    boxes = augment.resized_crop_boxes(64, 48, 4000, generator=g).float()
+    top, left, h, w = boxes.T
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= 64).all() and (left + w <= 48).all()
+    area, aspect = h * w / (64 * 48), w / h
+    assert area.min() >= 0.06 and (aspect >= 0.7).all() and (aspect <= 1.45).all()   # 8%-100%, 3/4-4/3 (after rounding)
+    torch.manual_seed(4)
+    theirs = torch.tensor([T.RandomResizedCrop.get_params(torch.zeros(3, 64, 48), (0.08, 1.0), (3 / 4, 4 / 3))
+                           for _ in range(4000)]).float()
+    their_area = theirs[:, 2] * theirs[:, 3] / (64 * 48)
+    assert abs(float(area.mean() - their_area.mean())) < 0.02          # standard error about 0.004
+    assert abs(float(aspect.mean() - (theirs[:, 3] / theirs[:, 2]).mean())) < 0.02
+    assert abs(float((top / (64 - h + 1)).mean()) - 0.5) < 0.03       # positions uniform over what fits
+
+
+def test_resized_crop_boxes_fall_back_to_torchvisions_central_crop():
+    # an area larger than the image never fits: torchvision then takes the central crop of the
+    # largest box whose aspect ratio is allowed
+    wide = augment.resized_crop_boxes(10, 40, 5, scale=(1.5, 2.0), generator=torch.Generator().manual_seed(0))
+    assert wide.tolist() == [[0, 13, 10, 13]] * 5             # h = 10, w = round(10 × 4/3) = 13, centred
+    square = augment.resized_crop_boxes(16, 16, 3, scale=(1.5, 2.0))
+    assert square.tolist() == [[0, 0, 16, 16]] * 3
+    with pytest.raises(ValueError, match="scale and ratio are"):
+        augment.resized_crop_boxes(16, 16, 3, scale=(0.5, 0.1))
