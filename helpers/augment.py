@@ -252,13 +252,16 @@ def adjust_colors(x: torch.Tensor, brightness=None, contrast=None, saturation=No
 
 
 def color_jitter(images: torch.Tensor, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,
-                 hue: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+                 hue: float = 0.0, generator: torch.Generator | None = None, p: float = 1.0) -> torch.Tensor:
     """torchvision's ColorJitter drawn per image: brightness, contrast and saturation factors uniform
     in [max(0, 1 - v), 1 + v], a hue shift uniform in [-hue, hue] of a turn. Unlike torchvision, the four
-    are applied in a fixed order (one random order per batch would not be per image)."""
+    are applied in a fixed order (one random order per batch would not be per image). p: the share of
+    images jittered at all, as `RandomApply([ColorJitter(...)], p)` (SimCLR: 0.8); the rest are unchanged."""
     if not 0 <= hue <= 0.5 or min(brightness, contrast, saturation) < 0:
         raise ValueError(f"color_jitter needs brightness, contrast and saturation >= 0 and hue in [0, 0.5]; got "
                          f"{brightness}, {contrast}, {saturation} and {hue}")
+    if not 0 <= p <= 1:
+        raise ValueError(f"color_jitter's p is a probability in [0, 1], not {p}")
     B = images.shape[0]
 
     def factors(v, low, high):
@@ -271,10 +274,13 @@ def color_jitter(images: torch.Tensor, brightness: float = 0.0, contrast: float 
                  contrast=factors(contrast, max(0.0, 1 - contrast), 1 + contrast),
                  saturation=factors(saturation, max(0.0, 1 - saturation), 1 + saturation),
                  hue=factors(hue, -hue, hue))
-    if all(v is None for v in draws.values()):
+    if all(v is None for v in draws.values()) or p == 0:
         return images
-    x = adjust_colors(images.float() / 255, **draws)
-    return (x * 255).round().clamp(0, 255).to(images.dtype)
+    x = (adjust_colors(images.float() / 255, **draws) * 255).round().clamp(0, 255).to(images.dtype)
+    if p == 1:
+        return x
+    apply = torch.rand(B, device=images.device, generator=generator) < p
+    return torch.where(apply[:, None, None, None], x, images)
 
 
 def normalize(images: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -32,6 +32,9 @@ class GpuBatches:
     once as it is, shuffled together. `size` resizes the normalised batch (bilinear) to size×size,
     e.g. 32 px CIFAR images up to the resolution a pretrained network saw.
 
+    `views=2` yields (first view, second view, labels) per training batch: every image augmented twice,
+    independently (SimCLR's pairs of views; the labels may be -1, unused). Train only.
+
     `per_class=K` makes every training batch a PK batch (Hermans et al. 2017): P = batch_size // K
     distinct classes drawn at random, K images of each, so that every image has K - 1 positives and
     (P - 1)·K negatives in its batch. A batch-hard triplet loss needs it: in a uniformly random batch
@@ -46,9 +49,15 @@ class GpuBatches:
                  train: bool = True, crop_padding: int = 4, flip: bool = True, padding_mode: str = "reflect",
                  augmentations: Sequence[Callable] = (), concat_original: bool = False, size: int | None = None,
                  mean=None, std=None, seed: int = 0, drop_last: bool | None = None,
-                 channels_last: bool = False, dtype: torch.dtype = torch.float32, per_class: int | None = None):
+                 channels_last: bool = False, dtype: torch.dtype = torch.float32, per_class: int | None = None,
+                 views: int = 1):
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive whole number, not {batch_size!r}")
+        if views not in (1, 2):
+            raise ValueError(f"views must be 1 (one augmented image per image) or 2 (two independent views), not {views!r}")
+        if views == 2 and (not train or concat_original):
+            raise ValueError(f"views=2 draws two augmented views of each image of {data.name}/{data.split}: it needs "
+                             f"train=True (evaluation images are not augmented) and no concat_original")
         if per_class is not None:
             _check_pk(data, batch_size, per_class, train=train, concat_original=concat_original, drop_last=drop_last)
         if mean is None or std is None:
@@ -72,6 +81,7 @@ class GpuBatches:
         self.channels_last = channels_last
         self.dtype = dtype
         self.per_class = per_class
+        self.views = views
         self.epoch = 0
         if len(self) == 0:
             raise ValueError(
@@ -142,17 +152,24 @@ class GpuBatches:
             positions = order[i * self.batch_size:(i + 1) * self.batch_size]
             idx = positions % n
             x = self.images[idx]
+            if self.views == 2:
+                yield self._finish(self.augment(x, generator=g)), self._finish(self.augment(x, generator=g)), self.labels[idx]
+                continue
             if self.train:
                 augmented = self.augment(x, generator=g)
                 # positions n..2n-1 are the ConcatDataset's second, unaugmented copy
                 x = torch.where((positions >= n)[:, None, None, None], x, augmented) if self.concat_original else augmented
-            x = augment.normalize(x, self.mean, self.std, dtype=self.dtype)
-            if self.size is not None and x.shape[-1] != self.size:
-                x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
+            yield self._finish(x), self.labels[idx]
         self.epoch += 1  # a plain `for` loop over epochs gets a fresh order each time
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images to the model's input: normalised, resized to `size`, in the memory layout asked for."""
+        x = augment.normalize(x, self.mean, self.std, dtype=self.dtype)
+        if self.size is not None and x.shape[-1] != self.size:
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
 
 def _check_pk(data: ImageData, batch_size: int, per_class, *, train: bool, concat_original: bool,

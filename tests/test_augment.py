@@ -208,3 +208,16 @@ def test_resized_crop_boxes_fall_back_to_torchvisions_central_crop():
     assert square.tolist() == [[0, 0, 16, 16]] * 3
     with pytest.raises(ValueError, match="scale and ratio are"):
         augment.resized_crop_boxes(16, 16, 3, scale=(0.5, 0.1))
+
+
+def test_color_jitter_with_p_changes_about_that_share_of_images_and_leaves_the_rest():
+    x = _images(2000, size=4)
+    out = augment.color_jitter(x, brightness=0.5, contrast=0.5, p=0.8, generator=torch.Generator().manual_seed(5))
+    changed = (out != x).flatten(1).any(1).float().mean()
+    assert abs(float(changed) - 0.8) < 0.03                              # 3 standard errors: about 0.027
+    # each image is either left as it was or jittered exactly as with p = 1 (the same draws come first)
+    full = augment.color_jitter(x, brightness=0.5, contrast=0.5, generator=torch.Generator().manual_seed(5))
+    assert all(torch.equal(o, a) or torch.equal(o, f) for o, a, f in zip(out, x, full))
+    assert torch.equal(augment.color_jitter(x, brightness=0.5, p=0.0), x)
+    with pytest.raises(ValueError, match="probability in \\[0, 1\\]"):
+        augment.color_jitter(x, brightness=0.5, p=1.5)

@@ -164,3 +164,38 @@ def test_pk_batches_are_reproducible_per_seed_and_epoch():
 def test_pk_settings_that_cannot_work_are_refused_with_the_reason(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _pk(_numbered([8, 5, 8]), **kwargs)
+
+
+# ----------------------------------------------------------------------------- two views per image (views=2)
+
+def test_two_views_are_independent_augmentations_of_the_same_images_and_a_seed_repeats():
+    from functools import partial
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=g)
+    unlabeled = data.ImageData(images=images, labels=torch.full((24,), -1), classes=(), name="toy", split="unlabeled")
+    pipeline = [partial(augment.random_resized_crop, scale=(0.2, 1.0)), partial(augment.color_jitter, brightness=0.4, p=0.8)]
+    kwargs = dict(batch_size=8, views=2, crop_padding=0, augmentations=pipeline, mean=(0.5,) * 3, std=(0.25,) * 3, seed=3)
+    batches = loader.GpuBatches(unlabeled, **kwargs)
+    epoch = list(batches)
+    assert len(epoch) == 3 and all(len(b) == 3 for b in epoch)
+    for v1, v2, y in epoch:
+        assert v1.shape == v2.shape == (8, 3, 16, 16) and (y == -1).all()
+        assert all(not torch.equal(a, b) for a, b in zip(v1, v2))         # two different views of each image
+    # each view is the loader's own augmentation of the same image: undo the normalisation and compare
+    # with the images drawn in that order from the epoch's generator
+    again = loader.GpuBatches(unlabeled, **kwargs)
+    again.set_epoch(0)
+    for (v1, v2, _), (w1, w2, _) in zip(epoch, again):
+        assert torch.equal(v1, w1) and torch.equal(v2, w2)              # same seed and epoch, same views
+    other = loader.GpuBatches(unlabeled, **{**kwargs, "seed": 4})
+    assert not torch.equal(next(iter(other))[0], epoch[0][0])
+    # the first batch by hand: the epoch's generator shuffles, then augments the batch once per view
+    g = torch.Generator().manual_seed(3 * 1_000_003 + 0)
+    x = images[torch.randperm(24, generator=g)[:8]]
+    by_hand = batches.augment(x, generator=g), batches.augment(x, generator=g)
+    for view, expected in zip(epoch[0][:2], by_hand):
+        assert torch.equal(augment.denormalize(view, (0.5,) * 3, (0.25,) * 3), expected)
+    with pytest.raises(ValueError, match="views=2 .* needs train=True"):
+        loader.GpuBatches(unlabeled, batch_size=8, views=2, train=False, mean=(0.5,) * 3, std=(0.25,) * 3)
+    with pytest.raises(ValueError, match="views must be 1"):
+        loader.GpuBatches(unlabeled, batch_size=8, views=3, mean=(0.5,) * 3, std=(0.25,) * 3)
