@@ -130,9 +130,9 @@ class GpuBatches:
         order = []
         for _ in range(len(self)):
             for c in torch.randperm(len(pools), device=self.device, generator=g)[:p].tolist():
-                if heads[c] + k > len(queues[c]):   # this class ran out: a new shuffle of it (a short tail
+                if heads[c] + k > len(queues[c]):   # this class ran out: a new shuffle of all its images; a
                     queues[c] = pools[c][torch.randperm(len(pools[c]), device=self.device, generator=g)]
-                    heads[c] = 0                    # is left for the next round: no image twice in a batch)
+                    heads[c] = 0                    # short tail is skipped, so no image comes twice in a batch
                 chunk = queues[c][heads[c]:heads[c] + k]
                 order.append(chunk)
                 heads[c] += k
