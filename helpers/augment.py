@@ -181,6 +181,37 @@ def random_resized_crop(images: torch.Tensor, size: int | None = None, *, scale=
     return resized_crop(images, boxes, size or H)
 
 
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Blur image i with a Gaussian of standard deviation sigma[i] pixels over kernel_size × kernel_size
+    (odd), reflecting at the borders: torchvision's `gaussian_blur` with one sigma per image."""
+    if kernel_size % 2 == 0 or kernel_size < 1:
+        raise ValueError(f"kernel_size must be an odd whole number, not {kernel_size}")
+    B, C, H, W = images.shape
+    half = (kernel_size - 1) / 2
+    offsets = torch.linspace(-half, half, kernel_size, device=images.device)
+    kernel = torch.exp(-0.5 * (offsets[None] / sigma.float()[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(C, dim=0)   # (B·C)×k, one per channel
+    pad = kernel_size // 2
+    x = torch.nn.functional.pad(images.float().reshape(1, B * C, H, W), (pad, pad, pad, pad), mode="reflect")
+    x = torch.nn.functional.conv2d(x, kernel[:, None, None, :], groups=B * C)   # along rows
+    x = torch.nn.functional.conv2d(x, kernel[:, None, :, None], groups=B * C)   # along columns
+    return x.reshape(B, C, H, W).round().clamp(0, 255).to(images.dtype)
+
+
+def random_gaussian_blur(images: torch.Tensor, kernel_size: int, sigma=(0.1, 2.0), p: float = 0.5,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """torchvision's GaussianBlur(kernel_size, sigma) applied to a share p of the images, sigma drawn
+    uniformly per image (SimCLR blurs with p = 0.5 and a kernel of about a tenth of the image side)."""
+    if not 0 <= p <= 1 or not 0 < sigma[0] <= sigma[1]:
+        raise ValueError(f"random_gaussian_blur needs p in [0, 1] and 0 < sigma low <= high, not p={p}, sigma={sigma}")
+    B = images.shape[0]
+    s = sigma[0] + torch.rand(B, device=images.device, generator=generator) * (sigma[1] - sigma[0])
+    apply = torch.rand(B, device=images.device, generator=generator) < p
+    if not apply.any():
+        return images
+    return torch.where(apply[:, None, None, None], gaussian_blur(images, s, kernel_size), images)
+
+
 # ----------------------------------------------------------------------------- colour
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision and PIL use

@@ -17,6 +17,7 @@ AUGMENTATIONS = {  # name -> the augmentation at a clearly visible magnitude
     "grayscale": partial(augment.random_grayscale, p=0.5),
     "cutout": partial(augment.cutout, size=8),
     "resized_crop": augment.random_resized_crop,
+    "blur": partial(augment.random_gaussian_blur, kernel_size=5, p=1.0),
 }
 
 
@@ -33,7 +34,8 @@ def test_zero_magnitude_is_the_identity():
     assert torch.equal(augment.color_jitter(x), x)
     assert torch.equal(augment.random_grayscale(x, p=0), x)
     assert torch.equal(augment.cutout(x, 0), x)
-    assert torch.equal(augment.random_resized_crop(x, scale=(1, 1), ratio=(1, 1)), x)   # the whole image, same size
+    assert torch.equal(augment.random_resized_crop(x, scale=(1, 1), ratio=(1, 1)), x)
+    assert torch.equal(augment.random_gaussian_blur(x, kernel_size=5, p=0.0), x)   # the whole image, same size
     zero = torch.zeros(8)
     assert torch.equal(augment.affine(x, zero, zero, zero), x)  # through the sampling grid too
 
@@ -221,3 +223,36 @@ def test_color_jitter_with_p_changes_about_that_share_of_images_and_leaves_the_r
     assert torch.equal(augment.color_jitter(x, brightness=0.5, p=0.0), x)
     with pytest.raises(ValueError, match="probability in \\[0, 1\\]"):
         augment.color_jitter(x, brightness=0.5, p=1.5)
+
+
+# ----------------------------------------------------------------------------- Gaussian blur
+
+@pytest.mark.parametrize("kernel_size", [3, 5, 9])
+def test_gaussian_blur_matches_torchvision_per_image(kernel_size):
+    g = torch.Generator().manual_seed(8)
+    x = torch.randint(0, 256, (12, 3, 20, 24), dtype=torch.uint8, generator=g)
+    sigma = 0.1 + 1.9 * torch.rand(12, generator=g)
+    ours = augment.gaussian_blur(x, sigma, kernel_size)
+    reference = torch.stack([TF.gaussian_blur(x[i].float(), [kernel_size] * 2, [float(sigma[i])] * 2)
+                             for i in range(12)]).round().clamp(0, 255).to(torch.uint8)
+    uint8 = torch.stack([TF.gaussian_blur(x[i], [kernel_size] * 2, [float(sigma[i])] * 2) for i in range(12)])
+    # one separable pass against torchvision's 2-D kernel: the sums differ in the last float bits, so a
+    # value at x.5 may round the other way
+    assert int((ours.int() - reference.int()).abs().max()) <= 1 and (ours == reference).float().mean() > 0.999
+    assert int((ours.int() - uint8.int()).abs().max()) <= 1
+    with pytest.raises(ValueError, match="odd"):
+        augment.gaussian_blur(x, sigma, 4)
+
+
+def test_random_gaussian_blur_blurs_a_share_p_with_a_sigma_drawn_per_image():
+    x = _images(2000, size=8)
+    out = augment.random_gaussian_blur(x, kernel_size=3, p=0.5, generator=torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)                              # the same draws, in the same order
+    sigma = 0.1 + torch.rand(2000, generator=g) * 1.9
+    apply = torch.rand(2000, generator=g) < 0.5
+    assert torch.equal(out[apply], augment.gaussian_blur(x[apply], sigma[apply], 3))   # blurred with its own sigma
+    assert torch.equal(out[~apply], x[~apply])                        # the others untouched
+    assert abs(float(apply.float().mean()) - 0.5) < 0.034             # a share p of them: 3 standard errors
+    assert float((out != x).flatten(1).any(1).float().mean()) > 0.4   # most blurs change an image (a tiny sigma may not)
+    with pytest.raises(ValueError, match="p in \\[0, 1\\]"):
+        augment.random_gaussian_blur(x, kernel_size=3, p=2.0)
