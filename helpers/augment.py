@@ -13,6 +13,12 @@ import math
 import torch
 
 
+def _gather(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Per image b, the pixels at rows[b] (h row indices) × cols[b] (w column indices): B×C×h×w."""
+    batch = torch.arange(images.shape[0], device=images.device)[:, None, None]
+    return images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None = None,
                 padding_mode: str = "reflect") -> torch.Tensor:
     """Pad by `padding` on each side, then crop back to H×W at an offset drawn per image.
@@ -31,10 +37,9 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator |
         raise ValueError(f"padding_mode must be 'reflect' or 'zeros', not {padding_mode!r}")
     dy = torch.randint(0, 2 * padding + 1, (B,), device=images.device, generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (B,), device=images.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(H, device=images.device))[:, :, None]  # B×H×1
-    cols = (dx[:, None] + torch.arange(W, device=images.device))[:, None, :]  # B×1×W
-    batch = torch.arange(B, device=images.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # gather, back to B×C×H×W
+    rows = dy[:, None] + torch.arange(H, device=images.device)  # B×H
+    cols = dx[:, None] + torch.arange(W, device=images.device)  # B×W
+    return _gather(padded, rows, cols)
 
 
 def random_flip(images: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -157,18 +162,12 @@ def _source_index(start: torch.Tensor, length: torch.Tensor, size: int):
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Cut box i = (top, left, h, w) out of image i and resize it to size×size, bilinear without
     antialiasing (torchvision's `resized_crop(..., antialias=False)`), uint8 in and out."""
-    B = images.shape[0]
     y0, y1, wy = _source_index(boxes[:, 0], boxes[:, 2], size)
     x0, x1, wx = _source_index(boxes[:, 1], boxes[:, 3], size)
     x = images.float()
-    batch = torch.arange(B, device=images.device)[:, None, None]
-
-    def at(rows, cols):   # B×C×size×size gathered at rows (B×size) and cols (B×size)
-        return x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
     wy, wx = wy[:, None, :, None], wx[:, None, None, :]
-    top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
-    bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
+    top = _gather(x, y0, x0) * (1 - wx) + _gather(x, y0, x1) * wx
+    bottom = _gather(x, y1, x0) * (1 - wx) + _gather(x, y1, x1) * wx
     return (top * (1 - wy) + bottom * wy).round().clamp(0, 255).to(images.dtype)
 
 

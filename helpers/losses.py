@@ -26,6 +26,16 @@ def pairwise_distances(x: torch.Tensor, eps: float = DISTANCE_EPS) -> torch.Tens
     return (squared + eps).sqrt()
 
 
+def _hardest_gaps(d: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per anchor, D(a, hardest positive) - D(a, hardest negative) from the distance matrix d, and which
+    anchors have both a positive (another image of their class) and a negative in the batch."""
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    valid = positive.any(1) & (~same).any(1)
+    gap = d.masked_fill(~positive, -math.inf).amax(1) - d.masked_fill(same, math.inf).amin(1)
+    return gap, valid
+
+
 def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float | str = 0.2) -> torch.Tensor:
     """Batch-hard triplet loss (Hermans, Beyer & Leibe 2017, https://arxiv.org/abs/1703.07737).
 
@@ -39,16 +49,10 @@ def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, marg
     """
     if margin != "soft" and not isinstance(margin, (int, float)):
         raise ValueError(f"margin must be a number or 'soft', not {margin!r}")
-    d = pairwise_distances(embeddings)
-    same = labels[:, None] == labels[None, :]
-    self_pair = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    positive, negative = same & ~self_pair, ~same
-    valid = positive.any(1) & negative.any(1)
+    gap, valid = _hardest_gaps(pairwise_distances(embeddings), labels)
     if not valid.any():
         return embeddings.sum() * 0.0   # no triplet in this batch: a zero that keeps the graph
-    hardest_positive = d.masked_fill(~positive, -math.inf).amax(1)
-    hardest_negative = d.masked_fill(~negative, math.inf).amin(1)
-    gap = (hardest_positive - hardest_negative)[valid]
+    gap = gap[valid]
     per_anchor = nn.functional.softplus(gap) if margin == "soft" else (gap + margin).clamp(min=0)
     return per_anchor.mean()
 
@@ -60,11 +64,8 @@ def triplet_diagnostics(embeddings: torch.Tensor, labels: torch.Tensor, margin: 
     whose hardest triplet still violates the margin (0 late in a healthy run, 1 in a collapsed one)."""
     d = pairwise_distances(embeddings)
     n = len(labels)
-    same = labels[:, None] == labels[None, :]
-    positive = same & ~torch.eye(n, dtype=torch.bool, device=labels.device)
-    valid = positive.any(1) & (~same).any(1)
+    gap, valid = _hardest_gaps(d, labels)
     off_diagonal = d[~torch.eye(n, dtype=torch.bool, device=labels.device)]
-    gap = d.masked_fill(~positive, -math.inf).amax(1) - d.masked_fill(same, math.inf).amin(1)
     return {"mean_distance": float(off_diagonal.mean()) if n > 1 else 0.0,
             "valid_anchors": float(valid.float().mean()),
             "active": float((gap[valid] + margin > 0).float().mean()) if valid.any() else 0.0}
@@ -72,8 +73,8 @@ def triplet_diagnostics(embeddings: torch.Tensor, labels: torch.Tensor, margin: 
 
 class CenterLoss(nn.Module):
     """Center loss (Wen, Zhang, Li & Qiao, ECCV 2016): `½ ||f_i - c_{y_i}||²`, averaged over the batch,
-    added to cross-entropy with a weight λ. (The paper sums over the batch; the mean keeps λ
-    independent of the batch size.)
+    added to cross-entropy with a weight λ. (The paper sums both terms over the batch; here both are
+    means.)
 
     The centers (num_classes×feat_dim, a buffer: no optimizer moves them) follow the paper's own
     update, `update(features, labels)` after each step:
