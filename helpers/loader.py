@@ -210,6 +210,80 @@ def _check_pk(data: ImageData, batch_size: int, per_class, *, train: bool, conca
                          f"{data.classes[small]!r} in {where}: a batch would repeat an image; lower per_class")
 
 
+def balanced_pairs(labels: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A partner for every image, half of them of its own class: the pairs of a pairwise contrastive loss.
+
+    Exactly n // 2 anchors, chosen at random, get another image of their class (uniformly, never
+    themselves); the others get an image of another class (uniformly over those images). Returns
+    (partner, similar): n indices into `labels`, and n booleans, True where the pair shares a class.
+    Drawn at random, a partner has the anchor's class with probability (n_c - 1)/(n - 1): 1 pair in
+    10 with 10 balanced classes, so a loss on random pairs mostly pushes apart.
+    """
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or labels.dtype in (torch.bool,) or labels.is_floating_point():
+        raise ValueError(f"labels must be one whole-number class per image, not {labels.dtype} of shape {tuple(labels.shape)}")
+    if (labels < 0).any():
+        raise ValueError(f"{int((labels < 0).sum())} of the {len(labels)} labels are negative (unlabeled images): "
+                         f"pairs by class need a class for every image; keep the labelled ones")
+    n = len(labels)
+    counts = torch.bincount(labels)
+    present = counts[counts > 0]
+    if len(present) < 2:
+        raise ValueError(f"the {n} images have {len(present)} class(es): a dissimilar pair needs at least two")
+    if int(present.min()) < 2:
+        lone = torch.nonzero(counts == 1).flatten().tolist()
+        raise ValueError(f"class(es) {lone[:8]} have a single image: a similar pair needs two of a class; drop them "
+                         f"or add images")
+    device = labels.device
+    order = torch.argsort(labels, stable=True)                 # image indices, class by class
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(n, device=device)               # where each image sits in that order
+    start = (torch.cumsum(counts, 0) - counts)[labels]         # where the anchor's class begins in it
+    size = counts[labels]
+    similar = torch.zeros(n, dtype=torch.bool, device=device)
+    similar[torch.randperm(n, device=device, generator=generator)[:n // 2]] = True
+    u = torch.rand(n, device=device, generator=generator)
+    # a similar partner: one of the size - 1 other places of the anchor's class, the anchor's own skipped
+    same = start + torch.minimum((u * (size - 1)).long(), size - 2)
+    same = same + (same >= rank).long()
+    # a dissimilar partner: one of the n - size places outside the class, those after it shifted past it
+    other = torch.minimum((u * (n - size)).long(), n - size - 1)
+    other = torch.where(other < start, other, other + size)
+    return order[torch.where(similar, same, other)], similar
+
+
+class PairBatches(GpuBatches):
+    """Batches of image pairs for a pairwise contrastive loss: (first images, second images, similar).
+
+    Each epoch every image is an anchor once, in a shuffled order; `pairs(labels, generator)` gives
+    each its partner and whether the two share a class (default: `balanced_pairs`, half similar). Both
+    images of a pair are augmented independently, as GpuBatches augments (crop, flip, `augmentations`).
+    Takes GpuBatches' keyword arguments; training batches only, one view, no PK or ConcatDataset.
+    """
+
+    def __init__(self, data: ImageData, *, batch_size: int, pairs: Callable = balanced_pairs, **kwargs):
+        for key, allowed in (("train", True), ("views", 1), ("per_class", None), ("concat_original", False)):
+            if key in kwargs and kwargs[key] != allowed:
+                raise ValueError(f"PairBatches draws training pairs of {data.name}/{data.split}: {key}={kwargs[key]!r} "
+                                 f"does not apply (leave it out)")
+        if (data.labels < 0).any():
+            raise ValueError(f"{data.name}/{data.split} has {int((data.labels < 0).sum())} unlabeled images (label -1): "
+                             f"pairs by class need a class for every image")
+        super().__init__(data, batch_size=batch_size, **kwargs)
+        self.pairs = pairs
+
+    def __iter__(self):
+        g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.labels), device=self.device, generator=g)
+        partner, similar = self.pairs(self.labels, g)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            first = self._finish(self.augment(self.images[idx], generator=g))
+            second = self._finish(self.augment(self.images[partner[idx]], generator=g))
+            yield first, second, similar[idx]
+        self.epoch += 1
+
+
 class TransformDataset(torch.utils.data.Dataset):
     """A per-image view of an ImageData for torchvision transforms: item i is (transform(PIL image), label)."""
 

@@ -199,3 +199,85 @@ def test_two_views_are_independent_augmentations_of_the_same_images_and_a_seed_r
         loader.GpuBatches(unlabeled, batch_size=8, views=2, train=False, mean=(0.5,) * 3, std=(0.25,) * 3)
     with pytest.raises(ValueError, match="views must be 1"):
         loader.GpuBatches(unlabeled, batch_size=8, views=3, mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+# ----------------------------------------------------------------------------- balanced pairs (notebook 05)
+
+def test_balanced_pairs_give_half_similar_pairs_with_the_right_flags_and_never_the_anchor():
+    labels = torch.tensor([0] * 7 + [1] * 2 + [2] * 5 + [3] * 3)      # unequal classes, unsorted below
+    labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
+    for seed in range(20):
+        partner, similar = loader.balanced_pairs(labels, torch.Generator().manual_seed(seed))
+        assert partner.shape == similar.shape == labels.shape and similar.dtype == torch.bool
+        assert int(similar.sum()) == len(labels) // 2
+        assert torch.equal(labels[partner] == labels, similar)          # the flag says what the pair is
+        assert (partner != torch.arange(len(labels))).all()             # never the anchor itself
+    a = loader.balanced_pairs(labels, torch.Generator().manual_seed(5))
+    b = loader.balanced_pairs(labels, torch.Generator().manual_seed(5))
+    c = loader.balanced_pairs(labels, torch.Generator().manual_seed(6))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+
+
+def test_balanced_pairs_draw_each_possible_partner_equally_often():
+    # classes of 4, 3 and 5 images: over many draws, anchor 0's similar partners are spread evenly over
+    # the 3 others of its class, and its dissimilar ones over the 8 images of the other classes
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    same, other = torch.zeros(12), torch.zeros(12)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6000):
+        partner, similar = loader.balanced_pairs(labels, g)
+        (same if similar[0] else other)[partner[0]] += 1
+    assert same[0] == 0 and same[4:].sum() == 0 and other[:4].sum() == 0
+    for counts, places in ((same[1:4], 3), (other[4:], 8)):
+        expected = counts.sum() / places                                  # about 1,000 and 375
+        assert ((counts - expected).abs() < 5 * expected.sqrt()).all(), counts   # 5 SDs of a count
+
+
+@pytest.mark.parametrize("labels, message", [
+    (torch.tensor([0, 0, 0]), "1 class"),
+    (torch.tensor([0, 0, 1]), "single image"),
+    (torch.tensor([0, 1, -1, 1, 0]), "negative"),
+    (torch.tensor([0.0, 1.0, 0.0, 1.0]), "whole-number"),
+])
+def test_balanced_pairs_refuse_labels_that_cannot_pair(labels, message):
+    with pytest.raises(ValueError, match=message):
+        loader.balanced_pairs(labels)
+
+
+def test_pair_batches_hold_each_anchor_once_per_epoch_with_its_partner_and_repeat_by_seed(tiny_data):
+    # images numbered by their first pixel, no augmentation: each pair can be read back
+    images = torch.arange(24, dtype=torch.uint8).view(24, 1, 1, 1).expand(24, 3, 4, 4).contiguous()
+    numbered = data.ImageData(images=images, labels=tiny_data.labels, classes=tiny_data.classes, name="toy", split="train")
+    kwargs = dict(batch_size=6, crop_padding=0, flip=False, mean=(0.0,) * 3, std=(1 / 255,) * 3, seed=2)
+    batches = loader.PairBatches(numbered, **kwargs)
+    epoch = list(batches)
+    assert len(epoch) == 4
+    anchors = torch.cat([first[:, 0, 0, 0] for first, _, _ in epoch]).round().long()
+    partners = torch.cat([second[:, 0, 0, 0] for _, second, _ in epoch]).round().long()
+    similar = torch.cat([s for _, _, s in epoch])
+    assert sorted(anchors.tolist()) == list(range(24))                   # every image an anchor once
+    assert torch.equal(numbered.labels[anchors] == numbered.labels[partners], similar)
+    assert (anchors != partners).all() and int(similar.sum()) == 12
+    again = loader.PairBatches(numbered, **kwargs)
+    again.set_epoch(0)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(epoch, again))
+    later = list(batches)                                                # the next epoch draws new pairs
+    assert not torch.equal(torch.cat([f for f, _, _ in later]), torch.cat([f for f, _, _ in epoch]))
+
+
+def test_pair_batches_augment_both_images_and_refuse_what_does_not_apply(tiny_data):
+    from functools import partial
+    pipeline = [partial(augment.color_jitter, brightness=0.5)]
+    first, second, _ = next(iter(loader.PairBatches(tiny_data, batch_size=8, augmentations=pipeline,
+                                                    mean=(0.5,) * 3, std=(0.25,) * 3)))
+    assert first.shape == second.shape == (8, 3, 16, 16)
+    same = loader.PairBatches(tiny_data, batch_size=8, augmentations=pipeline, mean=(0.5,) * 3, std=(0.25,) * 3,
+                              pairs=lambda labels, g: (torch.arange(len(labels)), torch.ones(len(labels), dtype=torch.bool)))
+    a, b, s = next(iter(same))
+    assert s.all() and not torch.equal(a, b)                             # one image, two independent augmentations
+    for bad in (dict(train=False), dict(views=2), dict(per_class=2), dict(concat_original=True)):
+        with pytest.raises(ValueError, match="does not apply"):
+            loader.PairBatches(tiny_data, batch_size=8, mean=(0.5,) * 3, std=(0.25,) * 3, **bad)
+    unlabeled = data.ImageData(images=tiny_data.images, labels=torch.full((24,), -1), classes=(), name="toy", split="unlabeled")
+    with pytest.raises(ValueError, match="unlabeled"):
+        loader.PairBatches(unlabeled, batch_size=8, mean=(0.5,) * 3, std=(0.25,) * 3)
