@@ -255,8 +255,9 @@ def balanced_pairs(labels: torch.Tensor, generator: torch.Generator | None = Non
 class PairBatches(GpuBatches):
     """Batches of image pairs for a pairwise contrastive loss: (first images, second images, similar).
 
-    Each epoch every image is an anchor once, in a shuffled order; `pairs(labels, generator)` gives
-    each its partner and whether the two share a class (default: `balanced_pairs`, half similar). Both
+    Each epoch shuffles the images into batches of anchors (a last incomplete batch is dropped, as in
+    training); `pairs(labels, generator)` gives each image a partner and whether the two share a class
+    (default: `balanced_pairs`, half similar), drawn afresh every epoch. Both
     images of a pair are augmented independently, as GpuBatches augments (crop, flip, `augmentations`).
     Takes GpuBatches' keyword arguments; training batches only, one view, no PK or ConcatDataset.
     """

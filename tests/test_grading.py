@@ -34,9 +34,9 @@ NOTEBOOKS = [nb for nb in grading.instructor_notebooks() if grading.has_exercise
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 
 
-def test_notebooks_01_to_04_have_two_to_four_exercises_each():
+def test_notebooks_01_to_05_have_two_to_four_exercises_each():
     names = [nb.name[:2] for nb in NOTEBOOKS]
-    assert {"01", "02", "03", "04"} <= set(names)
+    assert {"01", "02", "03", "04", "05"} <= set(names)
     for nb in NOTEBOOKS:
         tests = grading.test_cells(nbformat.read(nb, as_version=4))
         assert 2 <= len(tests) <= 4, f"{nb.name}: {len(tests)} exercises"
@@ -56,7 +56,8 @@ def exercise_tests(notebook: str, grade_id: str, *, hidden: bool = True) -> str:
 def run_exercise(notebook: str, grade_id: str, answer: str, *, hidden: bool = True) -> None:
     """Define `answer` and run the exercise's test cell on it, as a kernel would (same names)."""
     images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    namespace = dict(np=np, torch=torch, math=math, models=models, exercises=exercises, distances=losses.pairwise_distances,
+    namespace = dict(np=np, torch=torch, math=math, F=torch.nn.functional, models=models, exercises=exercises,
+                     distances=losses.pairwise_distances,
                      precision_score=precision_score, recall_score=recall_score,
                      train_set=SimpleNamespace(images=images))
     exec(answer, namespace)
@@ -150,6 +151,28 @@ def recall_at_1(d, labels):
     partner = (labels[:, None] == labels[None, :]).sum(1) > 1
     hits = [bool(labels[int(d[i].argmin())] == labels[i]) for i in range(n) if partner[i]]
     return sum(hits) / len(hits)
+''',
+    ("05", "ex1_balanced_pairs"): '''
+def balanced_pairs(labels, generator=None):
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    similar = torch.zeros(n, dtype=torch.bool)
+    similar[torch.randperm(n, generator=generator)[:n // 2]] = True
+    same = labels[:, None] == labels[None, :]
+    allowed = torch.where(similar[:, None], same & ~torch.eye(n, dtype=torch.bool), ~same)
+    scores = torch.rand(n, n, generator=generator).masked_fill(~allowed, -1.0)   # the best of iid scores: uniform
+    return scores.argmax(1), similar
+''',
+    ("05", "ex2_nt_xent_from_similarity"): '''
+def nt_xent_from_similarity(similarity, temperature):
+    s = torch.as_tensor(similarity, dtype=torch.float64).clone() / temperature
+    two_n = s.shape[0]
+    rows = torch.arange(two_n)
+    positive = (rows + two_n // 2) % two_n
+    s[rows, rows] = -math.inf
+    top = s.max(1).values
+    log_denominator = top + torch.log(torch.exp(s - top[:, None]).sum(1))
+    return float((log_denominator - s[rows, positive]).mean())
 ''',
 }
 
@@ -265,6 +288,75 @@ def recall_at_1(d, labels):
     has_partner = torch.bincount(labels)[labels] > 1
     return float((labels[d.argmin(1)] == labels)[has_partner].double().mean())
 ''', False),
+    "partners drawn at random, not balanced": (("05", "ex1_balanced_pairs"), '''
+def balanced_pairs(labels, generator=None):
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    shift = torch.randint(1, n, (n,), generator=generator)    # any other image: about 1 in 10 share the class
+    partner = (torch.arange(n) + shift) % n
+    return partner, labels[partner] == labels
+''', False),
+    "always the first allowed partner": (("05", "ex1_balanced_pairs"), '''
+def balanced_pairs(labels, generator=None):
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    similar = torch.zeros(n, dtype=torch.bool)
+    similar[torch.randperm(n, generator=generator)[:n // 2]] = True
+    same = labels[:, None] == labels[None, :]
+    allowed = torch.where(similar[:, None], same & ~torch.eye(n, dtype=torch.bool), ~same)
+    return allowed.float().argmax(1), similar                  # the first one, every time: not uniform
+''', True),
+    "a class drawn first, then an image of it": (("05", "ex1_balanced_pairs"), '''
+def balanced_pairs(labels, generator=None):
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    similar = torch.zeros(n, dtype=torch.bool)
+    similar[torch.randperm(n, generator=generator)[:n // 2]] = True
+    classes = labels.unique()
+    partner = torch.empty(n, dtype=torch.long)
+    for i in range(n):
+        if similar[i]:
+            allowed = torch.nonzero((labels == labels[i]) & (torch.arange(n) != i)).flatten()
+        else:
+            others = classes[classes != labels[i]]
+            c = others[torch.randint(len(others), (1,), generator=generator)]   # uniform over classes, not images
+            allowed = torch.nonzero(labels == c).flatten()
+        partner[i] = allowed[torch.randint(len(allowed), (1,), generator=generator)]
+    return partner, similar
+''', True),
+    "the global random generator": (("05", "ex1_balanced_pairs"), '''
+def balanced_pairs(labels, generator=None):
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    similar = torch.zeros(n, dtype=torch.bool)
+    similar[torch.randperm(n)[:n // 2]] = True                 # generator ignored
+    same = labels[:, None] == labels[None, :]
+    allowed = torch.where(similar[:, None], same & ~torch.eye(n, dtype=torch.bool), ~same)
+    return torch.rand(n, n).masked_fill(~allowed, -1.0).argmax(1), similar
+''', False),
+    "the view itself kept in the denominator": (("05", "ex2_nt_xent_from_similarity"), '''
+def nt_xent_from_similarity(similarity, temperature):
+    s = torch.as_tensor(similarity).float() / temperature
+    n = s.shape[0] // 2
+    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return (torch.logsumexp(s, dim=1) - s[torch.arange(2 * n), positive]).mean()
+''', False),
+    "exponentials that overflow at a small temperature": (("05", "ex2_nt_xent_from_similarity"), '''
+def nt_xent_from_similarity(similarity, temperature):
+    e = torch.exp(torch.as_tensor(similarity).float() / temperature)
+    n = e.shape[0] // 2
+    e = e * (1 - torch.eye(2 * n))
+    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return (torch.log(e.sum(1)) - torch.log(e[torch.arange(2 * n), positive])).mean()
+''', True),
+    "the diagonal taken to be 1": (("05", "ex2_nt_xent_from_similarity"), '''
+def nt_xent_from_similarity(similarity, temperature):
+    s = torch.as_tensor(similarity, dtype=torch.float64) / temperature
+    n = s.shape[0] // 2
+    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    denominator = torch.exp(s).sum(1) - math.exp(1 / temperature)   # each view's own term, assumed cos = 1
+    return float((torch.log(denominator) - s[torch.arange(2 * n), positive]).mean())
+''', True),
 }
 
 
