@@ -111,6 +111,9 @@ def _run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int |
     status = []
     for nb in notebooks(selected):
         print(f"running {nb.name} (profile {profile}) ...", flush=True)
+        # a notebook's records are its latest run's only: rows an earlier run wrote under names this run no
+        # longer uses would otherwise sit beside them (and be stored with them)
+        (out_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
         ok, seconds, error = execute(nb, out_dir, timeout)
         status.append({"notebook": nb.name, "status": "ok" if ok else f"FAILED: {error}", "seconds": seconds})
         print(f"  {'ok' if ok else 'FAILED'} in {seconds:.0f} s" + (f": {error}" if error else ""), flush=True)

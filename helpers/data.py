@@ -39,6 +39,12 @@ OFFICIAL_CLASSES = {"cifar10": CIFAR10_CLASSES, "stl10": STL10_CLASSES}
 SPLITS = {"cifar10": ("train", "test"), "stl10": ("train", "test", "unlabeled"),
           "tiny-imagenet": ("train", "val")}
 IMAGE_SIZE = {"cifar10": 32, "stl10": 96, "tiny-imagenet": 64}
+# Images per split, known before anything is loaded (a budget printed before the data arrives uses them), for
+# the official datasets and, by folder name, the offline data pack's STL-10 stand-in
+SPLIT_SIZES = {"cifar10": {"train": 50_000, "test": 10_000},
+               "stl10": {"train": 5_000, "test": 8_000, "unlabeled": 100_000},
+               "tiny-imagenet": {"train": 100_000, "val": 10_000},
+               "stl10-standin": {"train": 5_000, "test": 8_000, "unlabeled": 10_000}}
 
 # Per-channel mean and std of the training split in [0, 1] (the std of all pixels, not the mean of
 # per-image stds that some tutorials copy). One place for every normalisation in the course.

@@ -190,6 +190,9 @@ def test_real_stl10_stand_in_and_tiny_imagenet(data_dir):
     assert stl.class_counts().tolist() == [500] * 10
     unlabeled = data.load("stl10", "unlabeled", data_dir, folder="stl10-standin", verbose=False)
     assert len(unlabeled) == 10000 and (unlabeled.labels == -1).all()
+    test = data.load("stl10", "test", data_dir, folder="stl10-standin", verbose=False)
+    loaded = {"train": len(stl), "test": len(test), "unlabeled": len(unlabeled)}
+    assert loaded == data.SPLIT_SIZES["stl10-standin"]          # what a budget assumes before loading
     val = data.load("tiny-imagenet", "val", data_dir, verbose=False)
     assert val.images.shape == (10000, 3, 64, 64) and len(val.classes) == 200
     assert val.class_counts().tolist() == [50] * 200

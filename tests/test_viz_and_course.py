@@ -59,6 +59,12 @@ def test_course_runner_executes_notebooks_and_gathers_their_results(tmp_path, mo
     executed = nbformat.read(tmp_path / "out" / "01_toy.ipynb", as_version=4)
     assert "profile: ci" in executed.cells[0].outputs[0]["text"]
     assert course.run("ci", tmp_path / "out2", ["01"], timeout=120) == 0
+    # a rerun keeps only its own rows: one that an earlier run recorded under another name is gone
+    records = tmp_path / "out2" / "results" / "01_toy.json"
+    rows = json.loads(records.read_text())
+    records.write_text(json.dumps(rows + [{**rows[0], "experiment": "a row from an older version"}]))
+    assert course.run("ci", tmp_path / "out2", ["01"], timeout=120) == 0
+    assert [r["experiment"] for r in json.loads(records.read_text())] == ["a recipe"]
 
 
 def test_augmentation_grid_has_one_labelled_row_per_augmentation():
