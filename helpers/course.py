@@ -102,8 +102,10 @@ def execute(notebook: Path, out_dir: Path, timeout: int | None) -> tuple[bool, f
 def run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int | None) -> int:
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    # the kernels inherit these; the caller's values come back afterwards
-    with environment(COURSE_PROFILE=profile, COURSE_OUTPUT_DIR=str(out_dir)):
+    # the kernels inherit these; the caller's values come back afterwards. The inline backend: a caller's
+    # MPLBACKEND=Agg (usual in scripts and CI) would make plt.show() draw nothing into the executed notebooks
+    with environment(COURSE_PROFILE=profile, COURSE_OUTPUT_DIR=str(out_dir),
+                     MPLBACKEND="module://matplotlib_inline.backend_inline"):
         return _run(profile, out_dir, selected, timeout)
 
 
@@ -159,8 +161,15 @@ def _scrub(text: str, replacements: dict[str, str]) -> str:
 
 
 def outputs_text(nb) -> str:
-    """Every code cell's stored outputs, as text (the sources may name Colab's paths on purpose)."""
-    return json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"], ensure_ascii=False)
+    """Every code cell's stored outputs, as text (the sources may name Colab's paths on purpose): streams,
+    errors and the text forms of rich outputs. Images are left out: their base64 letters can spell anything,
+    '/srv/...' included."""
+    outputs = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = {k: v for k, v in output.get("data", {}).items() if k.startswith("text/") or k.endswith("json")}
+            outputs.append({**{k: v for k, v in output.items() if k != "data"}, "data": data})
+    return json.dumps(outputs, ensure_ascii=False)
 
 
 def absolute_paths(text: str) -> list[str]:

@@ -506,7 +506,7 @@ def test_a_copied_test_cell_counts_once(tmp_path):
 def test_other_correct_answers_get_full_points_in_a_kernel(tmp_path):
     """The in-process tests above, under nbgrader's scoring in a real kernel: a warning a correct
     answer prints (stderr) would cost its points there."""
-    setup_cell = ("import math\nimport numpy as np\nimport torch\nfrom types import SimpleNamespace\n"
+    setup_cell = ("import math\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom types import SimpleNamespace\n"
                   "from sklearn.metrics import precision_score, recall_score\nfrom helpers import exercises, models\n"
                   "from helpers.losses import pairwise_distances as distances\n"
                   "train_set = SimpleNamespace(images=torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8))")

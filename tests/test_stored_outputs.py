@@ -57,6 +57,15 @@ def test_the_stored_outputs_are_a_finished_small_run_of_the_current_code(stem):
     assert rows and all(r["profile"] == "small" and r["notebook"] == stem for r in rows)
 
 
+def test_machine_paths_are_looked_for_in_text_outputs_not_in_images():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("plot()")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBO/srv/uUP/PEPP+abc==",
+                                                                        "text/plain": "<Figure size 640x480>"})]
+    assert not course.absolute_paths(course.outputs_text(nb))          # base64 letters, not a path
+    nb.cells[0].outputs.append(nbformat.v4.new_output("stream", name="stdout", text="saved /root/runs/x.pt here"))
+    assert course.absolute_paths(course.outputs_text(nb)) == ["/root/runs/x.pt"]
+
+
 def test_absolute_paths_are_found_and_placeholders_are_not():
     assert course.absolute_paths("data: /root/.cache/dl-course/data | seed: 0") == ["/root/.cache/dl-course/data"]
     assert course.absolute_paths("saved /tmp/x/ckpt-1.pt") and course.absolute_paths("(/home/me/runs)")

@@ -44,13 +44,15 @@ def test_course_runner_executes_notebooks_and_gathers_their_results(tmp_path, mo
     (tmp_path / "notebooks").mkdir()
     good = new_notebook(cells=[new_code_cell(
         "from helpers.runtime import setup\nfrom helpers.results import record\n"
-        "rt = setup(3)\nrecord(rt, '01_toy', 'a recipe', test_accuracy=0.5)")],
+        "rt = setup(3)\nrecord(rt, '01_toy', 'a recipe', test_accuracy=0.5)"),
+        new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     bad = new_notebook(cells=[new_code_cell("raise ValueError('broken on purpose')")], metadata=good.metadata)
     nbformat.write(good, tmp_path / "notebooks" / "01_toy.ipynb")
     nbformat.write(bad, tmp_path / "notebooks" / "02_bad.ipynb")
     monkeypatch.setattr(course, "project_root", lambda: tmp_path)
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")   # a script's or CI's setting: the executed notebooks still get figures
     status = course.run("ci", tmp_path / "out", None, timeout=120)
     out = capsys.readouterr().out
     assert status == 1  # one notebook failed, and the run says so
@@ -58,6 +60,8 @@ def test_course_runner_executes_notebooks_and_gathers_their_results(tmp_path, mo
     assert "| 01_toy | a recipe | 50.00% |" in out and "| ci | 3 |" in out
     executed = nbformat.read(tmp_path / "out" / "01_toy.ipynb", as_version=4)
     assert "profile: ci" in executed.cells[0].outputs[0]["text"]
+    assert any("image/png" in o.get("data", {}) for o in executed.cells[1].outputs), "plt.show() drew a figure"
+    assert os.environ["MPLBACKEND"] == "Agg"   # and the caller's value is back
     assert course.run("ci", tmp_path / "out2", ["01"], timeout=120) == 0
     # a rerun keeps only its own rows: one that an earlier run recorded under another name is gone
     records = tmp_path / "out2" / "results" / "01_toy.json"
