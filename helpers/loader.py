@@ -119,6 +119,10 @@ class GpuBatches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _epoch_generator(self) -> torch.Generator:
+        """The generator of this epoch's order and augmentation draws: a function of (seed, epoch) only."""
+        return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
+
     def _pk_order(self, g: torch.Generator) -> torch.Tensor:
         """The epoch's image positions, batch after batch, each batch P classes × K images (see the class doc)."""
         k = self.per_class
@@ -139,7 +143,7 @@ class GpuBatches:
         return torch.cat(order)
 
     def __iter__(self):
-        g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = self._epoch_generator()
         n = len(self.labels)
         total = self.epoch_images
         if not self.train:
@@ -274,7 +278,7 @@ class PairBatches(GpuBatches):
         self.pairs = pairs
 
     def __iter__(self):
-        g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = self._epoch_generator()
         order = torch.randperm(len(self.labels), device=self.device, generator=g)
         partner, similar = self.pairs(self.labels, g)
         for i in range(len(self)):
