@@ -102,7 +102,9 @@ def plot_augmentation_grid(examples: dict[str, torch.Tensor], *, size: float = 1
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if j < len(examples[name]):
-                ax.imshow(examples[name][j].detach().cpu().permute(1, 2, 0).numpy())
+                img = examples[name][j].detach().cpu()
+                ax.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if img.shape[0] == 1 else None,
+                          vmin=0, vmax=255)
         row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     if title:
         fig.suptitle(title)

@@ -34,9 +34,9 @@ NOTEBOOKS = [nb for nb in grading.instructor_notebooks() if grading.has_exercise
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 
 
-def test_notebooks_01_to_05_have_two_to_four_exercises_each():
+def test_notebooks_01_to_06_have_two_to_four_exercises_each():
     names = [nb.name[:2] for nb in NOTEBOOKS]
-    assert {"01", "02", "03", "04", "05"} <= set(names)
+    assert {"01", "02", "03", "04", "05", "06"} <= set(names)
     for nb in NOTEBOOKS:
         tests = grading.test_cells(nbformat.read(nb, as_version=4))
         assert 2 <= len(tests) <= 4, f"{nb.name}: {len(tests)} exercises"
@@ -56,7 +56,7 @@ def exercise_tests(notebook: str, grade_id: str, *, hidden: bool = True) -> str:
 def run_exercise(notebook: str, grade_id: str, answer: str, *, hidden: bool = True) -> None:
     """Define `answer` and run the exercise's test cell on it, as a kernel would (same names)."""
     images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    namespace = dict(np=np, torch=torch, math=math, F=torch.nn.functional, models=models, exercises=exercises,
+    namespace = dict(np=np, torch=torch, math=math, nn=torch.nn, F=torch.nn.functional, models=models, exercises=exercises,
                      distances=losses.pairwise_distances,
                      precision_score=precision_score, recall_score=recall_score,
                      train_set=SimpleNamespace(images=images))
@@ -173,6 +173,26 @@ def nt_xent_from_similarity(similarity, temperature):
     top = s.max(1).values
     log_denominator = top + torch.log(torch.exp(s - top[:, None]).sum(1))
     return float((log_denominator - s[rows, positive]).mean())
+''',
+    ("06", "ex1_freeze"): '''
+def freeze(module):
+    module.requires_grad_(False)
+    module.eval()
+    keep_eval = type(module).train              # the class's train(), called with mode=False whatever is asked
+
+    def train(mode=True):
+        return keep_eval(module, False)
+    module.train = train                        # an instance attribute: the parent's train() calls it
+    return module
+''',
+    ("06", "ex2_stage_decoder"): '''
+def stage_decoder(in_channels, out_channels, scale):
+    width = 32
+    layers = [nn.Conv2d(in_channels, width, 1), nn.ReLU()]
+    if scale > 1:
+        layers.append(nn.Upsample(scale_factor=scale, mode="bilinear", align_corners=False))
+    layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, out_channels, 3, padding=1)]
+    return nn.Sequential(*layers)
 ''',
 }
 
@@ -357,6 +377,43 @@ def nt_xent_from_similarity(similarity, temperature):
     denominator = torch.exp(s).sum(1) - math.exp(1 / temperature)   # each view's own term, assumed cos = 1
     return float((torch.log(denominator) - s[torch.arange(2 * n), positive]).mean())
 ''', True),
+    "gradients off, BatchNorm still updating": (("06", "ex1_freeze"), '''
+def freeze(module):
+    return module.requires_grad_(False).eval()      # the model's train() puts it back in training mode
+''', False),
+    "BatchNorm kept in eval, Dropout not": (("06", "ex1_freeze"), '''
+def freeze(module):
+    module.requires_grad_(False)
+
+    class KeepStatistics(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def train(self, mode=True):
+            super().train(mode)
+            for m in self.inner.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+            return self
+
+        def forward(self, x):
+            return self.inner(x)
+    return KeepStatistics(module).train()
+''', True),
+    "no upsampling": (("06", "ex2_stage_decoder"), '''
+def stage_decoder(in_channels, out_channels, scale):
+    return nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(in_channels, out_channels, 3, padding=1))
+''', False),
+    "a ReLU on the output": (("06", "ex2_stage_decoder"), '''
+def stage_decoder(in_channels, out_channels, scale):
+    layers, channels = [], in_channels
+    while scale > 1:
+        layers += [nn.Upsample(scale_factor=2), nn.Conv2d(channels, max(channels // 2, out_channels), 3, padding=1), nn.ReLU()]
+        channels, scale = max(channels // 2, out_channels), scale // 2
+    return nn.Sequential(*layers, nn.Conv2d(channels, out_channels, 3, padding=1), nn.ReLU())   # never negative
+''', True),
 }
 
 
@@ -506,7 +563,8 @@ def test_a_copied_test_cell_counts_once(tmp_path):
 def test_other_correct_answers_get_full_points_in_a_kernel(tmp_path):
     """The in-process tests above, under nbgrader's scoring in a real kernel: a warning a correct
     answer prints (stderr) would cost its points there."""
-    setup_cell = ("import math\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom types import SimpleNamespace\n"
+    setup_cell = ("import math\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
+                  "from types import SimpleNamespace\n"
                   "from sklearn.metrics import precision_score, recall_score\nfrom helpers import exercises, models\n"
                   "from helpers.losses import pairwise_distances as distances\n"
                   "train_set = SimpleNamespace(images=torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8))")
