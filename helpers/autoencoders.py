@@ -73,8 +73,9 @@ def stage_shapes(model: nn.Module, size: int) -> dict[str, tuple[int, int, int]]
 def stage_decoder(in_channels: int, out_channels: int, scale: int) -> nn.Sequential:
     """C_in × H/scale × W/scale -> C_out × H × W: per factor 2 of `scale`, nearest-neighbour upsampling and a
     3×3 convolution with BatchNorm and ReLU, then a 3×3 convolution with no activation (a target may be
-    negative: a normalised image), so a decoder is two to four convolutions, smaller than the stage it
-    inverts. scale: 1, 2, 4, ... (the stem of the ImageNet ResNet shrinks its input 4×)."""
+    negative: a normalised image). Scale 1 gets one hidden convolution too, so a decoder for scale 1, 2 or 4
+    has two, two or three convolutions, fewer parameters than the stage it inverts. scale: 1, 2, 4, ... (the
+    stem of the ImageNet ResNet shrinks its input 4×)."""
     if scale < 1 or scale & (scale - 1):
         raise ValueError(f"scale must be a power of 2 (1, 2, 4, ...), not {scale!r}")
     hidden = max(in_channels // 2, out_channels)
