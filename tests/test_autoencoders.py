@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import autoencoders, checks, loader, models, train
+from helpers import autoencoders, checks, data, loader, models, train
 
 
 def _net(seed=0, in_channels=3):
@@ -110,7 +110,6 @@ def test_reconstruction_step_reads_the_share_left_unexplained():
 
 
 def _pool(images):
-    from helpers import data
     u8 = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     return data.ImageData(images=u8, labels=torch.full((len(u8),), -1), classes=("x",), name="toy", split="unlabeled")
 

@@ -80,6 +80,14 @@ def test_augmentation_grid_has_one_labelled_row_per_augmentation():
     plt.close("all")
 
 
+def test_augmentation_grid_draws_one_channel_images_in_gray_on_a_fixed_scale():
+    fig = viz.plot_augmentation_grid({"gray": torch.full((2, 1, 8, 8), 100, dtype=torch.uint8)})
+    image = fig.axes[0].images[0]
+    assert image.get_array().shape == (8, 8) and image.get_cmap().name == "gray"
+    assert image.get_clim() == (0, 255)   # a flat gray image stays mid-gray, not stretched to black or white
+    plt.close("all")
+
+
 def test_heatmap_outlines_the_best_cell_and_bars_show_error_bars():
     ax = viz.plot_heatmap([[0.1, 0.5], [0.3, 0.2]], [0.01, 0.1], [0.8, 0.9], row_label="lr", col_label="momentum")
     (best,) = ax.patches
