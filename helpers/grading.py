@@ -190,7 +190,7 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
     that is then removed). executed: also write the executed notebook there, for the student's feedback."""
     import nbclient
 
-    _, utils = _nbgrader()
+    _nbgrader()   # fails early, with the install hint, when nbgrader is missing
     path = Path(notebook)
     if not path.is_file():
         raise FileNotFoundError(f"no notebook at {path}: pass the path of a student's .ipynb file")
@@ -233,23 +233,51 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
                 died = ""
     if executed:
         nbformat.write(student, executed)
+    return score(student, tests, name=path.name, notes=notes, died=died)
 
-    grades, other = [], []
-    for i, cell in enumerate(student.cells):
+
+def score(executed, tests: dict, *, name: str, notes: list[str] | tuple = (), died: str = "") -> Report:
+    """Score an executed notebook: each of `tests` (grade id -> the instructor's test cell) that ran
+    without an error gets its points; a test cell that did not run, or is missing, gets none.
+    died: why the kernel stopped early, if it did (named in the grades of the cells that never ran)."""
+    _, utils = _nbgrader()
+    grades, other, present = [], [], set()
+    for i, cell in enumerate(executed.cells):
         if cell.cell_type != "code":
             continue
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if grade_id in tests:
+            present.add(grade_id)
             ran = cell.get("execution_count") is not None
-            score, max_score = utils.determine_grade(cell)
+            points, max_score = utils.determine_grade(cell)
             if not ran:
-                score = 0
+                points = 0
             error = _error_text(cell) or ("" if ran else f"did not run ({died or 'an earlier cell stopped the kernel'})")
-            grades.append(Grade(grade_id, float(score or 0), float(max_score), error))
+            grades.append(Grade(grade_id, float(points or 0), float(max_score), error))
         elif _error_text(cell).split(":")[0] not in ("", "wrote to stderr"):
             other.append(f"cell {i}: {_error_text(cell)}")
     for grade_id, cell in tests.items():   # a deleted test cell scores nothing
         if grade_id not in present:
             grades.append(Grade(grade_id, 0.0, float(cell.metadata.nbgrader["points"]),
                                 "the test cell was deleted from the notebook"))
-    return Report(path.name, grades, other, notes)
+    return Report(name, grades, other, list(notes))
+
+
+def executed_notebook(nb, cells: dict[int, tuple[list, str, str]]):
+    """`nb` as it would read after an execution in which the code cell numbered k (counting code cells
+    only, from 0) gave `cells[k] = (outputs, started, finished)` (ISO times); a code cell missing from
+    `cells` did not run. For executions made by something other than nbclient (nbval's, in CI)."""
+    nb = nbformat.from_dict(nb)   # a copy
+    k = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if k in cells:
+            outputs, started, finished = cells[k]
+            cell.outputs = [nbformat.from_dict(dict(o)) for o in outputs]
+            cell.execution_count = k + 1
+            cell.metadata["execution"] = {"iopub.execute_input": started, "shell.execute_reply": finished}
+        else:
+            cell.outputs, cell.execution_count = [], None
+        k += 1
+    return nb

@@ -602,6 +602,52 @@ def test_a_deleted_test_cell_scores_nothing(tmp_path):
     assert "deleted" in report.grades[-1].error
 
 
+SHARED_CHECK = '''
+import json, os
+from helpers import grading
+
+def test_read_nbvals_execution(request):
+    run = request.config.course_nbval_runs["nb"]
+    nb = grading.executed_notebook(run.source, run.cells)
+    report = grading.score(nb, grading.test_cells(run.source), name="nb.ipynb")
+    json.dump({"scores": {g.grade_id: g.score for g in report.grades}, "other": report.other_errors,
+               "complete": len(run.cells) == run.n_code, "profile": run.profile, "out": str(run.out),
+               "outputs": [[o.get("text", "") for o in c.outputs] for c in nb.cells if c.cell_type == "code"],
+               "times": [c.metadata.execution["shell.execute_reply"] >= c.metadata.execution["iopub.execute_input"]
+                         for c in nb.cells if c.cell_type == "code"]},
+              open(os.environ["SHARED_REPORT"], "w"))
+'''
+
+
+def test_nbvals_execution_is_kept_and_can_be_graded_without_running_again(tmp_path):
+    """notebooks/conftest.py, on a made-up notebook with a wrong answer: what nbval ran is what gets scored."""
+    import shutil
+    import subprocess
+    import sys
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    shutil.copy(Path(__file__).resolve().parent.parent / "notebooks" / "conftest.py", folder / "conftest.py")
+    made_up(folder / "nb.ipynb", "def add(a, b):\n    return 3")   # fails the hidden test: nbval fails that cell
+    nb = nbformat.read(folder / "nb.ipynb", as_version=4)
+    nb.cells.insert(1, new_code_cell("import os; print(os.environ['COURSE_OUTPUT_DIR'])"))
+    nbformat.write(nb, folder / "nb.ipynb")
+    (tmp_path / "test_zz_check.py").write_text(SHARED_CHECK)
+    env = {**os.environ, "COURSE_PROFILE": "ci", "COURSE_OUTPUT_DIR": str(tmp_path / "outside"),
+           "SHARED_REPORT": str(tmp_path / "report.json")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                           "--nbval-current-env", "--rootdir", str(tmp_path), "-c", os.devnull,
+                           str(folder / "nb.ipynb"), str(tmp_path / "test_zz_check.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert "1 failed" in done.stdout, done.stdout[-3000:]        # the add_tests cell, and only it
+    import json
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["scores"] == {"add_tests": 0.0, "double_tests": 1.0}
+    assert report["other"] == [] and report["complete"] and report["profile"] == "ci"
+    assert report["outputs"][0] == [report["out"] + "\n"], "the kernel got the notebook's own output folder"
+    assert Path(report["out"]).is_dir() and report["out"] != str(tmp_path / "outside")
+    assert report["outputs"][3] == ["lesson cell 3\n"] and all(report["times"])
+
+
 def test_grade_names_what_it_could_not_find(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no notebook at"):
         grading.grade(tmp_path / "missing.ipynb")
@@ -643,26 +689,46 @@ def test_release_can_point_the_badges_at_the_students_repository(tmp_path):
 
 # ----------------------------------------------------------------------------- the course's notebooks, graded
 
+def nbval_execution(config, notebook: Path):
+    """nbval's execution of `notebook` in this session, when it ran every cell at the ci profile
+    (notebooks/conftest.py keeps it), else None."""
+    run = getattr(config, "course_nbval_runs", {}).get(notebook.stem)
+    if run is None or run.profile != "ci" or len(run.cells) != run.n_code:
+        return None
+    return SimpleNamespace(nb=grading.executed_notebook(run.source, run.cells), out=run.out)
+
+
 @pytest.fixture(scope="session")
-def graded(released, tmp_path_factory):
-    """Each notebook executed twice at the ci profile: the instructor's version and the blank release."""
+def graded(released, tmp_path_factory, request):
+    """Each notebook executed twice at the ci profile: the instructor's version and the blank release.
+
+    The instructor's version is the notebook nbval executes: when nbval ran it in this session (pytest
+    runs `notebooks` first), that execution is graded instead of a second, identical one."""
     runs = {}
     for notebook in NOTEBOOKS:
         folder = tmp_path_factory.mktemp(notebook.stem)
         runs[notebook.stem] = {}
+        shared = nbval_execution(request.config, notebook)
+        if shared is not None:
+            report = grading.score(shared.nb, grading.test_cells(shared.nb), name=notebook.name)
+            runs[notebook.stem]["instructor"] = SimpleNamespace(report=report, out=shared.out, nb=shared.nb, shared=True)
         for version, path in (("instructor", notebook), ("blank", released / notebook.name)):
+            if version in runs[notebook.stem]:
+                continue
             out = folder / version
             report = grading.grade(path, output_dir=out, executed=folder / f"{version}.ipynb")
-            runs[notebook.stem][version] = SimpleNamespace(report=report, out=out,
+            runs[notebook.stem][version] = SimpleNamespace(report=report, out=out, shared=False,
                                                            nb=nbformat.read(folder / f"{version}.ipynb", as_version=4))
     return runs
 
 
 @pytest.mark.data
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_the_instructors_version_gets_full_points(notebook, graded):
+def test_the_instructors_version_gets_full_points(notebook, graded, request):
     run = graded[notebook.stem]["instructor"]
     print(run.report)
+    # executed once: when nbval ran this notebook in this session, its execution is the one graded
+    assert run.shared == (notebook.stem in getattr(request.config, "course_nbval_runs", {})), "executed twice"
     assert run.report.max_score > 0 and run.report.score == run.report.max_score, str(run.report)
     assert run.report.other_errors == []
     assert [g.grade_id for g in run.report.grades] == list(grading.test_cells(nbformat.read(notebook, as_version=4)))
