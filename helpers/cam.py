@@ -1,0 +1,301 @@
+"""Class activation maps, and how to measure them against real object boxes.
+
+* `capture` and `class_activation_maps`: CAM by hand (Zhou et al. 2016) for a network that ends in
+  global average pooling and one linear layer: the map of class c is Σ_k w_ck A_k, and its spatial
+  mean plus the bias is class c's logit. Hooks are removed when the block ends, error or not.
+* `package_maps`: the grad-cam package's methods (Grad-CAM, Grad-CAM++, Score-CAM, Eigen-CAM,
+  Layer-CAM) used safely: one target per image (one target for a batch silently zeroes every map
+  but the first), inside `with` (hooks released), the model's training mode and gradients put back.
+* `to_image`: the package's own post-processing (ReLU, min-max, bilinear resize, min-max again), so
+  that a map made by hand and one made by the package can be compared number for number.
+* Localisation against a box (inclusive pixel coordinates, Tiny ImageNet's convention):
+  `pointing_game`, `energy_in_box`, `box_from_map` (the CAM paper's 20%-of-max threshold and largest
+  connected component) and `box_iou`; `centre_prior`, the baseline that knows nothing of the image.
+* Faithfulness: `deletion_insertion` (Petsiuk et al. 2018): the target's probability as the most
+  salient pixels are blurred away (deletion, lower area is better) or put back into a blurred image
+  (insertion, higher is better).
+* The sanity check of Adebayo et al. (2018): `randomise_from_top` re-draws the weights of the top
+  stages of a copy of the network, and `rank_correlation` says how much a map changed.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+METHOD_NAMES = ("Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM")
+
+
+# ----------------------------------------------------------------------------- CAM by hand
+
+@contextmanager
+def capture(model: nn.Module, *layers: str):
+    """Within the block, `out[name]` holds the output of `model.<name>` of the last forward pass.
+    The hooks are removed when the block ends, also when it ends in an error."""
+    out, handles = {}, []
+    try:
+        for name in layers:
+            module = model.get_submodule(name)
+            handles.append(module.register_forward_hook(
+                lambda m, i, o, name=name: out.__setitem__(name, o.detach())))
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def head_linear(model: nn.Module) -> nn.Linear:
+    """The linear layer after global average pooling (the course's ResNets: `head.fc`)."""
+    head = getattr(model, "head", None)
+    if not isinstance(getattr(head, "pool", None), nn.AdaptiveAvgPool2d) or not isinstance(getattr(head, "fc", None), nn.Linear):
+        raise ValueError("CAM needs a head of global average pooling then one linear layer (head.pool, head.fc); "
+                         f"this model's head is {head}")
+    return head.fc
+
+
+@torch.no_grad()
+def class_activation_maps(model: nn.Module, images: torch.Tensor, *, layer: str = "layer4"):
+    """(logits, maps) with maps[b, c] = Σ_k fc.weight[c, k] · A[b, k] for every class c, where A is
+    `layer`'s output (the last one: its pooled mean is what the linear layer reads). No gradients."""
+    fc = head_linear(model)
+    with capture(model, layer) as out:
+        logits = model(images)
+    maps = torch.einsum("bkhw,ck->bchw", out[layer].float(), fc.weight.float())
+    return logits, maps
+
+
+def to_image(maps, size: tuple[int, int]) -> np.ndarray:
+    """The grad-cam package's post-processing of (B, h, w) maps: ReLU, min-max per map, bilinear
+    resize to `size` (H, W), min-max again. A constant map (e.g. 1×1) comes out all zeros."""
+    m = torch.as_tensor(np.asarray(maps), dtype=torch.float32).clamp_min(0)
+    m = _minmax(m)
+    m = F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return _minmax(m).numpy()
+
+
+def _minmax(m: torch.Tensor) -> torch.Tensor:
+    flat = m.flatten(1)
+    lo = flat.min(1).values[:, None, None]
+    m = m - lo
+    return m / (1e-7 + m.flatten(1).max(1).values[:, None, None])
+
+
+def resize(maps, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (B, h, w) maps to (B, H, W), values kept (no normalisation)."""
+    m = torch.as_tensor(np.asarray(maps), dtype=torch.float32)
+    return F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
+# ----------------------------------------------------------------------------- the grad-cam package
+
+def package_method(name: str):
+    import pytorch_grad_cam as pgc
+    classes = {"Grad-CAM": pgc.GradCAM, "Grad-CAM++": pgc.GradCAMPlusPlus, "Score-CAM": pgc.ScoreCAM,
+               "Eigen-CAM": pgc.EigenCAM, "Layer-CAM": pgc.LayerCAM, "HiResCAM": pgc.HiResCAM,
+               "XGrad-CAM": pgc.XGradCAM}
+    if name not in classes:
+        raise ValueError(f"unknown CAM method {name!r}: choose one of {sorted(classes)}")
+    return classes[name]
+
+
+@contextmanager
+def _quiet_score_cam():
+    """Score-CAM draws a progress bar per image; silence it for the block."""
+    import tqdm
+    import pytorch_grad_cam.score_cam as score_cam
+    saved = score_cam.tqdm
+    score_cam.tqdm = type("quiet_tqdm", (), {"tqdm": staticmethod(functools.partial(tqdm.tqdm, disable=True))})
+    try:
+        yield
+    finally:
+        score_cam.tqdm = saved
+
+
+def package_maps(method: str, model: nn.Module, layer: str, images: torch.Tensor, targets,
+                 *, batch_size: int = 128) -> np.ndarray:
+    """`method`'s maps (B, H, W) in [0, 1] at the input's size for class targets[b] of image b.
+
+    One target per image is required: grad-cam pairs targets with outputs with `zip`, so a single
+    target for a batch explains image 0 and returns all-zero maps for the others. The package puts
+    the model in eval mode and leaves gradients in its parameters; both are put back here."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    targets = [int(t) for t in targets]
+    if len(targets) != len(images):
+        raise ValueError(f"package_maps needs one target per image: {len(images)} images, {len(targets)} targets "
+                         "(grad-cam zips targets with outputs and would leave the other maps at zero)")
+    cls = package_method(method)
+    was_training = model.training
+    grads = {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
+    maps = []
+    try:
+        with _quiet_score_cam(), cls(model=model, target_layers=[model.get_submodule(layer)]) as cam:
+            cam.batch_size = batch_size   # Score-CAM: masked images per forward pass
+            for i in range(0, len(images), batch_size):
+                chunk = [ClassifierOutputTarget(t) for t in targets[i:i + batch_size]]
+                maps.append(cam(input_tensor=images[i:i + batch_size], targets=chunk))
+    finally:
+        model.train(was_training)
+        for n, p in model.named_parameters():
+            p.grad = grads[n]
+    return np.concatenate(maps).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- localisation
+
+def _boxes(boxes) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    if (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
+        raise ValueError("a box is (xmin, ymin, xmax, ymax) with xmax >= xmin and ymax >= ymin")
+    return b
+
+
+def box_masks(boxes, size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) booleans: inside each box (inclusive pixel coordinates)."""
+    b = _boxes(boxes)
+    ys, xs = np.arange(size[0])[None, :, None], np.arange(size[1])[None, None, :]
+    return ((xs >= b[:, 0, None, None]) & (xs <= b[:, 2, None, None]) &
+            (ys >= b[:, 1, None, None]) & (ys <= b[:, 3, None, None]))
+
+
+def peak(maps) -> np.ndarray:
+    """(N, 2) (x, y) of each map's maximum; ties go to the first in row-major order."""
+    m = np.asarray(maps)
+    flat = m.reshape(len(m), -1).argmax(1)
+    return np.stack([flat % m.shape[2], flat // m.shape[2]], 1)
+
+
+def pointing_game(maps, boxes, tolerance: float = 0.0) -> np.ndarray:
+    """(N,) booleans: the map's maximum lies within `tolerance` pixels (Euclidean) of the box
+    (Zhang et al. 2016 use 15 px at 224; scale it with the image)."""
+    b, (x, y) = _boxes(boxes), peak(maps).T
+    dx = np.maximum(np.maximum(b[:, 0] - x, x - b[:, 2]), 0)
+    dy = np.maximum(np.maximum(b[:, 1] - y, y - b[:, 3]), 0)
+    return np.hypot(dx, dy) <= tolerance
+
+
+def energy_in_box(maps, boxes) -> np.ndarray:
+    """(N,) share of each (non-negative) map's sum that falls inside the box. A map that is zero
+    everywhere says nothing: it counts as spread evenly (the box's share of the image)."""
+    m = np.clip(np.asarray(maps, dtype=np.float64), 0, None)
+    inside = box_masks(boxes, m.shape[1:])
+    total = m.sum((1, 2))
+    share = (m * inside).sum((1, 2)) / np.where(total > 0, total, 1)
+    return np.where(total > 0, share, inside.mean((1, 2)))
+
+
+def box_from_map(cam_map, threshold: float = 0.2) -> np.ndarray:
+    """(xmin, ymin, xmax, ymax) of the largest 8-connected region at or above `threshold` × the
+    map's maximum (the CAM paper's protocol); the whole image for a map that is zero everywhere."""
+    from scipy import ndimage
+    m = np.asarray(cam_map, dtype=np.float64)
+    top = m.max()
+    if top <= 0:
+        return np.array([0, 0, m.shape[1] - 1, m.shape[0] - 1])
+    labels, n = ndimage.label(m >= threshold * top, structure=np.ones((3, 3)))
+    sizes = np.bincount(labels.ravel())[1:]
+    ys, xs = np.nonzero(labels == 1 + int(sizes.argmax()))
+    return np.array([xs.min(), ys.min(), xs.max(), ys.max()])
+
+
+def box_iou(a, b) -> np.ndarray:
+    """(N,) intersection over union of boxes in inclusive pixel coordinates."""
+    a, b = _boxes(a), _boxes(b)
+    w = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1
+    h = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    area = lambda x: (x[:, 2] - x[:, 0] + 1) * (x[:, 3] - x[:, 1] + 1)
+    return inter / (area(a) + area(b) - inter)
+
+
+def centre_prior(size: tuple[int, int], sigma: float) -> np.ndarray:
+    """(H, W) Gaussian blob of standard deviation `sigma` pixels, centred in the image, max 1."""
+    ys, xs = np.arange(size[0]) - (size[0] - 1) / 2, np.arange(size[1]) - (size[1] - 1) / 2
+    return np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma ** 2))
+
+
+def localisation(maps, boxes, *, tolerance: float = 0.0, threshold: float = 0.2) -> dict:
+    """Pointing-game accuracy, mean energy in the box, mean box IoU and the share of IoU ≥ 0.5, for
+    maps (N, H, W) at the boxes' resolution."""
+    maps = np.asarray(maps)
+    found = np.stack([box_from_map(m, threshold) for m in maps])
+    iou = box_iou(found, boxes)
+    return {"pointing": float(pointing_game(maps, boxes, tolerance).mean()),
+            "energy": float(energy_in_box(maps, boxes).mean()),
+            "iou": float(iou.mean()), "iou50": float((iou >= 0.5).mean()),
+            "flat": float((maps.reshape(len(maps), -1).max(1) <= maps.reshape(len(maps), -1).min(1)).mean())}
+
+
+# ----------------------------------------------------------------------------- faithfulness
+
+def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A Gaussian blur of (normalised) images: what 'removed' pixels become."""
+    from torchvision.transforms.functional import gaussian_blur
+    k = 2 * int(3 * sigma) + 1
+    return gaussian_blur(images, [k, k], [sigma, sigma])
+
+
+@torch.no_grad()
+def deletion_insertion(model: nn.Module, images: torch.Tensor, maps, targets, *, steps: int = 8,
+                       sigma: float | None = None, seed: int = 0) -> dict:
+    """Deletion and insertion curves (Petsiuk et al. 2018): the softmax probability of each image's
+    target as the fraction k/steps of its pixels, most salient first, is replaced by a blurred copy
+    (deletion) or taken from the image into the blurred copy (insertion). Ties in a map are broken
+    in one fixed random order, so a flat map removes pixels at random rather than from a corner.
+    Returns {"deletion": (N, steps+1), "insertion": (N, steps+1)} probabilities and their areas
+    under the curve (trapezoid over the removed fraction, "deletion_auc", "insertion_auc": (N,))."""
+    model.eval()
+    n, _, h, w = images.shape
+    maps = torch.as_tensor(np.asarray(maps), dtype=torch.float32)
+    if maps.shape != (n, h, w):
+        raise ValueError(f"deletion_insertion needs one map per image at the input's size {(n, h, w)}, got {tuple(maps.shape)}")
+    targets = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    base = blurred(images, sigma if sigma is not None else w / 8)
+    jitter = torch.rand(h * w, generator=torch.Generator().manual_seed(seed)) * 1e-6
+    order = torch.argsort(maps.reshape(n, -1) * (1 - 1e-6) + jitter, dim=1, descending=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(h * w).expand(n, -1).contiguous())
+    rank = rank.reshape(n, 1, h, w)
+    curves = {"deletion": [], "insertion": []}
+    for k in range(steps + 1):
+        top = rank < round(k / steps * h * w)          # the most salient k/steps of the pixels
+        for name, (inside, outside) in (("deletion", (base, images)), ("insertion", (images, base))):
+            x = torch.where(top, inside, outside)
+            p = torch.softmax(model(x).float(), 1)[torch.arange(n), targets]
+            curves[name].append(p)
+    out = {name: torch.stack(c, 1).numpy() for name, c in curves.items()}
+    for name in ("deletion", "insertion"):
+        c = out[name]
+        out[f"{name}_auc"] = ((c[:, 1:] + c[:, :-1]) / 2).mean(1)
+    return out
+
+
+# ----------------------------------------------------------------------------- the sanity check
+
+def randomise_from_top(model: nn.Module, stages: list[str], *, seed: int = 0) -> nn.Module:
+    """A copy of `model` whose convolutions and linear layers in `stages` get fresh random weights
+    (their own initialisation, seeded); BatchNorm layers keep theirs (Adebayo et al. 2018 cascade:
+    pass the top stage, then the top two, ...). The original model is not touched."""
+    copied = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    for stage in stages:
+        for m in copied.get_submodule(stage).modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.reset_parameters()
+    return copied
+
+
+def rank_correlation(a, b) -> np.ndarray:
+    """(N,) Spearman rank correlation between map a[i] and map b[i] (ties get their mean rank).
+    A map that is constant correlates with nothing: nan."""
+    from scipy.stats import rankdata
+    a, b = np.asarray(a).reshape(len(a), -1), np.asarray(b).reshape(len(b), -1)
+    ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(1) / np.where(den > 0, den, 1), np.nan)
