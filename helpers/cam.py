@@ -4,16 +4,18 @@
   global average pooling and one linear layer: the map of class c is Σ_k w_ck A_k, and its spatial
   mean plus the bias is class c's logit. Hooks are removed when the block ends, error or not.
 * `package_maps`: the grad-cam package's methods (Grad-CAM, Grad-CAM++, Score-CAM, Eigen-CAM,
-  Layer-CAM) used safely: one target per image (one target for a batch silently zeroes every map
-  but the first), inside `with` (hooks released), the model's training mode and gradients put back.
+  Layer-CAM) used safely: one target per image, checked against the number of classes (with one
+  target for a batch the gradient methods silently return zeros for every image but the first),
+  inside `with` (hooks released), every module's training mode and the gradients put back.
 * `to_image`: the package's own post-processing (ReLU, min-max, bilinear resize, min-max again), so
   that a map made by hand and one made by the package can be compared number for number.
 * Localisation against a box (inclusive pixel coordinates, Tiny ImageNet's convention):
   `pointing_game`, `energy_in_box`, `box_from_map` (the CAM paper's 20%-of-max threshold and largest
   connected component) and `box_iou`; `centre_prior`, the baseline that knows nothing of the image.
-* Faithfulness: `deletion_insertion` (Petsiuk et al. 2018): the target's probability as the most
-  salient pixels are blurred away (deletion, lower area is better) or put back into a blurred image
-  (insertion, higher is better).
+* Faithfulness: `deletion_insertion`, after Petsiuk et al. (2018): the target's probability as the
+  most salient pixels are blurred away (deletion, lower area is better) or put back into a blurred
+  image (insertion, higher is better). Petsiuk et al. delete to black and insert into a blur; here
+  both use the blur, so that deletion does not add the sharp edges of black holes.
 * The sanity check of Adebayo et al. (2018): `randomise_from_top` re-draws the weights of the top
   stages of a copy of the network, and `rank_correlation` says how much a map changed.
 """
@@ -117,32 +119,47 @@ def _quiet_score_cam():
 
 
 def package_maps(method: str, model: nn.Module, layer: str, images: torch.Tensor, targets,
-                 *, batch_size: int = 128) -> np.ndarray:
-    """`method`'s maps (B, H, W) in [0, 1] at the input's size for class targets[b] of image b.
+                 *, batch_size: int = 128, score_batch: int = 128) -> np.ndarray:
+    """`method`'s maps (B, H, W) in [0, 1] at the input's size for class targets[b] of image b
+    (Eigen-CAM ignores the class: it is the first principal component of the layer's activations).
 
     One target per image is required: grad-cam pairs targets with outputs with `zip`, so a single
-    target for a batch explains image 0 and returns all-zero maps for the others. The package puts
-    the model in eval mode and leaves gradients in its parameters; both are put back here."""
+    target for a batch explains image 0 and returns all-zero maps for the others (Score-CAM fails
+    instead). Targets must be classes of the model's head: the package swallows the IndexError an
+    unknown class raises. batch_size: images per call; score_batch: Score-CAM's masked images per
+    forward pass. The package puts the model in eval mode and leaves gradients in its parameters;
+    every module's mode and the gradients are put back."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     targets = [int(t) for t in targets]
     if len(targets) != len(images):
         raise ValueError(f"package_maps needs one target per image: {len(images)} images, {len(targets)} targets "
                          "(grad-cam zips targets with outputs and would leave the other maps at zero)")
+    try:
+        classes = head_linear(model).out_features
+    except ValueError:   # another kind of head: the package's own error stands
+        classes = None
+    if classes is not None and not all(0 <= t < classes for t in targets):
+        raise ValueError(f"package_maps: targets must be classes 0 to {classes - 1} of this model's head, got "
+                         f"{sorted({t for t in targets if not 0 <= t < classes})[:5]}")
     cls = package_method(method)
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     grads = {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
     maps = []
     try:
-        with _quiet_score_cam(), cls(model=model, target_layers=[model.get_submodule(layer)]) as cam:
-            cam.batch_size = batch_size   # Score-CAM: masked images per forward pass
+        with torch.enable_grad(), _quiet_score_cam(), cls(model=model, target_layers=[model.get_submodule(layer)]) as cam:
+            cam.batch_size = score_batch
             for i in range(0, len(images), batch_size):
                 chunk = [ClassifierOutputTarget(t) for t in targets[i:i + batch_size]]
                 maps.append(cam(input_tensor=images[i:i + batch_size], targets=chunk))
     finally:
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
         for n, p in model.named_parameters():
             p.grad = grads[n]
-    return np.concatenate(maps).astype(np.float32)
+    out = np.concatenate(maps).astype(np.float32) if maps else np.zeros((0,) + tuple(images.shape[-2:]), np.float32)
+    if len(out) != len(images):   # the package's `with` prints and swallows an IndexError raised inside it
+        raise RuntimeError(f"{method} returned {len(out)} maps for {len(images)} images (an error inside grad-cam)")
+    return out
 
 
 # ----------------------------------------------------------------------------- localisation
@@ -163,7 +180,8 @@ def box_masks(boxes, size: tuple[int, int]) -> np.ndarray:
 
 
 def peak(maps) -> np.ndarray:
-    """(N, 2) (x, y) of each map's maximum; ties go to the first in row-major order."""
+    """(N, 2) (x, y) of each map's maximum; ties go to the first in row-major order, so a flat map
+    points at (0, 0) (`localisation` reports the share of flat maps beside the scores)."""
     m = np.asarray(maps)
     flat = m.reshape(len(m), -1).argmax(1)
     return np.stack([flat % m.shape[2], flat // m.shape[2]], 1)
@@ -213,7 +231,8 @@ def box_iou(a, b) -> np.ndarray:
 
 
 def centre_prior(size: tuple[int, int], sigma: float) -> np.ndarray:
-    """(H, W) Gaussian blob of standard deviation `sigma` pixels, centred in the image, max 1."""
+    """(H, W) Gaussian blob of standard deviation `sigma` pixels, centred on the image's centre
+    ((H-1)/2, (W-1)/2): 1 there for an odd size; for an even size four pixels share a maximum below 1."""
     ys, xs = np.arange(size[0]) - (size[0] - 1) / 2, np.arange(size[1]) - (size[1] - 1) / 2
     return np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma ** 2))
 
@@ -241,33 +260,46 @@ def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 @torch.no_grad()
 def deletion_insertion(model: nn.Module, images: torch.Tensor, maps, targets, *, steps: int = 8,
-                       sigma: float | None = None, seed: int = 0) -> dict:
-    """Deletion and insertion curves (Petsiuk et al. 2018): the softmax probability of each image's
-    target as the fraction k/steps of its pixels, most salient first, is replaced by a blurred copy
-    (deletion) or taken from the image into the blurred copy (insertion). Ties in a map are broken
-    in one fixed random order, so a flat map removes pixels at random rather than from a corner.
+                       sigma: float | None = None, seed: int = 0, batch_size: int = 256) -> dict:
+    """Deletion and insertion curves, after Petsiuk et al. (2018): the softmax probability of each
+    image's target as the fraction k/steps of its pixels, most salient first, is replaced by a blurred
+    copy (deletion) or taken from the image into the blurred copy (insertion). `maps` are in [0, 1]
+    (as `package_maps` and `to_image` give them); ties in a map are broken in one fixed random order,
+    so a flat map removes pixels at random rather than from a corner.
     Returns {"deletion": (N, steps+1), "insertion": (N, steps+1)} probabilities and their areas
-    under the curve (trapezoid over the removed fraction, "deletion_auc", "insertion_auc": (N,))."""
-    model.eval()
+    under the curve (trapezoid over the removed fraction, "deletion_auc", "insertion_auc": (N,)).
+    The model runs in eval mode, in chunks of batch_size images, and gets its modes back after."""
     n, _, h, w = images.shape
     maps = torch.as_tensor(np.asarray(maps), dtype=torch.float32)
     if maps.shape != (n, h, w):
         raise ValueError(f"deletion_insertion needs one map per image at the input's size {(n, h, w)}, got {tuple(maps.shape)}")
+    if n and (maps.min() < 0 or maps.max() > 1 + 1e-5):
+        raise ValueError("deletion_insertion needs maps scaled to [0, 1] (its tie-breaking jitter is 1e-6)")
+    device = images.device
     targets = torch.as_tensor(np.asarray(targets), dtype=torch.long)
-    base = blurred(images, sigma if sigma is not None else w / 8)
     jitter = torch.rand(h * w, generator=torch.Generator().manual_seed(seed)) * 1e-6
     order = torch.argsort(maps.reshape(n, -1) * (1 - 1e-6) + jitter, dim=1, descending=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(h * w).expand(n, -1).contiguous())
-    rank = rank.reshape(n, 1, h, w)
+    rank = rank.reshape(n, 1, h, w).to(device)
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
     curves = {"deletion": [], "insertion": []}
-    for k in range(steps + 1):
-        top = rank < round(k / steps * h * w)          # the most salient k/steps of the pixels
-        for name, (inside, outside) in (("deletion", (base, images)), ("insertion", (images, base))):
-            x = torch.where(top, inside, outside)
-            p = torch.softmax(model(x).float(), 1)[torch.arange(n), targets]
-            curves[name].append(p)
-    out = {name: torch.stack(c, 1).numpy() for name, c in curves.items()}
+    try:
+        for i in range(0, n, batch_size):
+            x, r, t = images[i:i + batch_size], rank[i:i + batch_size], targets[i:i + batch_size].to(device)
+            base = blurred(x, sigma if sigma is not None else w / 8)
+            for name, (inside, outside) in (("deletion", (base, x)), ("insertion", (x, base))):
+                probs = []
+                for k in range(steps + 1):
+                    top = r < round(k / steps * h * w)          # the most salient k/steps of the pixels
+                    p = torch.softmax(model(torch.where(top, inside, outside)).float(), 1)
+                    probs.append(p[torch.arange(len(x), device=device), t])
+                curves[name].append(torch.stack(probs, 1).cpu())
+    finally:
+        for m, training in modes.items():
+            m.training = training
+    out = {name: torch.cat(c).numpy() for name, c in curves.items()}
     for name in ("deletion", "insertion"):
         c = out[name]
         out[f"{name}_auc"] = ((c[:, 1:] + c[:, :-1]) / 2).mean(1)
@@ -281,11 +313,13 @@ def randomise_from_top(model: nn.Module, stages: list[str], *, seed: int = 0) ->
     (their own initialisation, seeded); BatchNorm layers keep theirs (Adebayo et al. 2018 cascade:
     pass the top stage, then the top two, ...). The original model is not touched."""
     copied = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    for stage in stages:
-        for m in copied.get_submodule(stage).modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.reset_parameters()
+    cuda = [p.device for p in copied.parameters() if p.device.type == "cuda"][:1]
+    with torch.random.fork_rng(devices=cuda):   # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        for stage in stages:
+            for m in copied.get_submodule(stage).modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    m.reset_parameters()
     return copied
 
 

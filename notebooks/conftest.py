@@ -2,13 +2,15 @@
 command), and this file keeps what that execution gave so that no test has to execute the notebook
 again for the same answer.
 
-For every notebook nbval runs, the session's config gets, under `course_nbval_runs[stem]`:
+For every notebook nbval runs, the session's config gets, under `course_nbval_runs[<resolved path>]`:
   * `source`: the notebook as read, and `cells`: for each code cell nbval ran (numbered from 0 among
     the code cells), its outputs and its start and end times, which
     `helpers.grading.executed_notebook(source, cells)` turns into the executed notebook;
   * `n_code`: the number of code cells (nbval ran them all when `len(cells) == n_code`);
-  * `out`: the notebook's own fresh output folder (records and checkpoints), so a run never resumes
-    an older run's checkpoints and its records are its own;
+  * `broken`: a cell nbval could not run to the end without an error output to show for it (a dead
+    kernel, a timeout, a skip): that execution cannot be graded, and is not reused;
+  * `out`: the notebook's own fresh output folder (records and checkpoints), inside COURSE_OUTPUT_DIR
+    when it is set, so that a run never resumes an older run's checkpoints and its records are its own;
   * `profile`: the COURSE_PROFILE it ran at.
 tests/test_grading.py grades the instructor's version from this execution when it is there (pytest
 runs `notebooks` before `tests`, see pyproject.toml), and executes the notebook itself otherwise.
@@ -25,7 +27,7 @@ import pytest
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _nbval_cell(item) -> bool:
@@ -43,12 +45,14 @@ def pytest_runtest_setup(item):
         yield
         return
     runs = item.config.course_nbval_runs
-    stem = Path(str(item.parent.fspath)).stem
+    key = str(Path(str(item.parent.fspath)).resolve())
     saved = os.environ.get("COURSE_OUTPUT_DIR")
-    if stem not in runs:
-        out = Path(tempfile.mkdtemp(prefix=f"nbval-{stem}-"))
-        runs[stem] = SimpleNamespace(source=item.parent.nb, cells={}, out=out, profile=os.environ.get("COURSE_PROFILE"),
-                                     n_code=sum(c.cell_type == "code" for c in item.parent.nb.cells))
+    if key not in runs:
+        if saved:
+            Path(saved).mkdir(parents=True, exist_ok=True)
+        out = Path(tempfile.mkdtemp(prefix=f"nbval-{Path(key).stem}-", dir=saved or None))
+        runs[key] = SimpleNamespace(source=item.parent.nb, cells={}, out=out, profile=os.environ.get("COURSE_PROFILE"),
+                                    n_code=sum(c.cell_type == "code" for c in item.parent.nb.cells), broken=False)
         os.environ["COURSE_OUTPUT_DIR"] = str(out)
     try:
         yield   # the kernel starts here, for the first cell, and inherits the folder
@@ -65,8 +69,10 @@ def pytest_runtest_call(item):
         yield
         return
     started = _now()
-    try:
-        yield
-    finally:
-        run = item.config.course_nbval_runs[Path(str(item.parent.fspath)).stem]
-        run.cells[item.cell_num] = (list(item.test_outputs or []), started, _now())
+    outcome = yield
+    run = item.config.course_nbval_runs[str(Path(str(item.parent.fspath)).resolve())]
+    outputs = item.test_outputs
+    shown = outputs is not None and any(o.get("output_type") == "error" for o in outputs)
+    if outputs is None or (outcome.excinfo is not None and not shown):
+        run.broken = True   # it failed without an error in its outputs: grading this execution would miss that
+    run.cells[item.cell_num] = (list(outputs or []), started, _now())

@@ -86,7 +86,18 @@ def test_package_maps_puts_back_training_mode_and_gradients():
         assert maps.shape == (3, 32, 32) and maps.min() >= 0 and maps.max() <= 1 + 1e-6, method
     assert model.training
     assert all(torch.equal(before[n], p.grad) for n, p in model.named_parameters())
+    model.layer1.eval()
+    cam.package_maps("Grad-CAM", model, "layer3", torch.randn(2, 3, 32, 32), [0, 1])
+    assert model.training and not model.layer1.training and model.layer2.training
+    with torch.no_grad():                                  # the gradient methods still work inside no_grad
+        assert cam.package_maps("Grad-CAM", model, "layer3", torch.randn(2, 3, 32, 32), [0, 1]).shape == (2, 32, 32)
     torch.testing.assert_close(model.layer1[0].bn1.running_mean, bn)   # the package ran it in eval mode
+
+
+def test_a_class_the_head_does_not_have_is_refused_not_swallowed():
+    model = tiny_model(classes=5)
+    with pytest.raises(ValueError, match="classes 0 to 4"):
+        cam.package_maps("Grad-CAM", model, "layer3", torch.randn(3, 3, 32, 32), [0, 7, 1])
 
 
 def test_a_one_by_one_map_is_no_localisation():
@@ -120,6 +131,8 @@ def test_the_localisation_metrics_against_brute_force():
     # tolerance: a peak 3 px right of a box is a hit at 3 px, a miss at 2.9
     point = np.zeros((1, size, size)); point[0, 5, 12] = 1
     assert cam.pointing_game(point, [[2, 2, 9, 9]], 3.0)[0] and not cam.pointing_game(point, [[2, 2, 9, 9]], 2.9)[0]
+    corner = np.zeros((1, size, size)); corner[0, 12, 12] = 1      # 3 px right of and 3 px below the box: 4.24 px away
+    assert cam.pointing_game(corner, [[2, 2, 9, 9]], 4.25)[0] and not cam.pointing_game(corner, [[2, 2, 9, 9]], 4.2)[0]
 
 
 def flood_fill_largest(mask):
@@ -158,11 +171,14 @@ def test_box_from_map_and_iou_against_brute_force():
         cam.box_iou([[5, 0, 2, 3]], [[0, 0, 1, 1]])
 
 
-def test_centre_prior_peaks_in_the_middle():
-    prior = cam.centre_prior((64, 64), 10.0)
-    assert prior.shape == (64, 64) and prior.max() <= 1
-    assert cam.pointing_game(prior[None], [[28, 28, 35, 35]])[0]
-    np.testing.assert_allclose(prior, prior[::-1, ::-1])
+def test_centre_prior_is_a_gaussian_of_sigma_pixels_at_the_centre():
+    prior = cam.centre_prior((65, 65), 10.0)
+    assert prior[32, 32] == 1 and prior.argmax() == 32 * 65 + 32
+    np.testing.assert_allclose(prior[32, 42], np.exp(-0.5))           # one sigma to the right
+    np.testing.assert_allclose(prior[22, 22], np.exp(-1.0))           # one sigma along each axis
+    even = cam.centre_prior((64, 64), 8.0)
+    np.testing.assert_allclose(even, even[::-1, ::-1])
+    assert cam.pointing_game(even[None], [[31, 31, 32, 32]])[0] and not cam.pointing_game(even[None], [[33, 33, 40, 40]])[0]
 
 
 CHECKS = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2.0 - 1   # a ±1 checkerboard
@@ -188,14 +204,47 @@ def test_deletion_and_insertion_reward_the_map_that_points_at_the_evidence():
     np.testing.assert_allclose(good["deletion"][:, 0], model_p, rtol=1e-6)     # nothing removed yet
     np.testing.assert_allclose(good["insertion"][:, -1], model_p, rtol=1e-6)   # everything put back
     np.testing.assert_allclose(good["deletion"][:, -1], good["insertion"][:, 0], rtol=1e-6)   # all blurred
+    step = 1 / 8
+    np.testing.assert_allclose(good["deletion_auc"], np.trapezoid(good["deletion"], dx=step, axis=1), rtol=1e-6)
     with pytest.raises(ValueError, match="one map per image"):
         cam.deletion_insertion(PatchModel(), x, right[:2].numpy(), [1] * 4)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        cam.deletion_insertion(PatchModel(), x, 2 * right.numpy(), [1] * 4)
+
+
+def test_a_flat_map_removes_pixels_in_a_fixed_random_order_not_from_a_corner():
+    class FirstRowModel(nn.Module):   # class 1's logit: the mean of the image's first row, which a corner-first order removes first
+        def forward(self, x):
+            s = x[:, :, 0, :].mean((1, 2)) * 10
+            return torch.stack([-s, s], 1)
+    x = torch.zeros(64, 3, 16, 16)
+    x[:, :, 0, :] = 1.0
+    flat = np.zeros((64, 16, 16), np.float32)
+    curves = cam.deletion_insertion(FirstRowModel(), x, flat, [1] * 64, steps=16, sigma=0.5)
+    # a sixteenth of the pixels removed: row-major order would blur exactly the first row; a random order about 1/16 of it
+    p = torch.softmax(FirstRowModel()(x), 1)[0, 1].item()
+    assert curves["deletion"][0, 1] > 0.5 + (p - 0.5) * 0.5
+    again = cam.deletion_insertion(FirstRowModel(), x, flat, [1] * 64, steps=16, sigma=0.5)
+    np.testing.assert_array_equal(curves["deletion"], again["deletion"])            # the order is fixed by the seed
+
+
+def test_deletion_insertion_puts_back_every_modules_mode():
+    model = tiny_model().train()
+    model.layer1.eval()                                   # e.g. frozen BatchNorm while fine-tuning
+    cam.deletion_insertion(model, torch.randn(2, 3, 32, 32), np.random.default_rng(0).random((2, 32, 32)), [0, 1], steps=2)
+    assert model.training and not model.layer1.training and model.layer2.training
 
 
 def test_randomise_from_top_touches_only_the_named_stages_of_a_copy():
     model = tiny_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
     scrambled = cam.randomise_from_top(model, ["head", "layer4"])
+    assert torch.equal(torch.rand(3), expected)          # the caller's random state is untouched
+    again = cam.randomise_from_top(model, ["head", "layer4"])
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in scrambled.state_dict().items())   # seeded
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())   # the original is untouched
     after = scrambled.state_dict()
     for k, v in before.items():
@@ -207,6 +256,19 @@ def test_randomise_from_top_touches_only_the_named_stages_of_a_copy():
             assert not changed, k
         if "bn" in k or "running" in k or "downsample.1" in k:
             assert not changed, k
+
+
+def test_localisation_summarises_the_scores():
+    maps = np.zeros((4, 8, 8))
+    maps[0, 2:4, 2:4] = 1                                  # on the box
+    maps[1, 6:8, 6:8] = 1                                  # off it
+    maps[3] = 0.5                                          # flat
+    boxes = np.array([[1, 1, 4, 4]] * 4)
+    s = cam.localisation(maps, boxes)
+    assert s["pointing"] == 0.25                           # map 0 only: the flat maps point at (0, 0), outside the box
+    assert s["flat"] == 0.5                                # maps 2 (zeros) and 3
+    np.testing.assert_allclose(s["iou"], np.mean(cam.box_iou(np.stack([cam.box_from_map(m) for m in maps]), boxes)))
+    assert s["iou50"] == np.mean(cam.box_iou(np.stack([cam.box_from_map(m) for m in maps]), boxes) >= 0.5)
 
 
 def test_rank_correlation_is_spearmans():

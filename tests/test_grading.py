@@ -26,7 +26,7 @@ import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from sklearn.metrics import precision_score, recall_score
 
-from helpers import exercises, grading, losses, models, results
+from helpers import cam, exercises, grading, losses, models, results
 from helpers.course import main as course_main
 from helpers.runtime import setup
 
@@ -34,9 +34,9 @@ NOTEBOOKS = [nb for nb in grading.instructor_notebooks() if grading.has_exercise
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 
 
-def test_notebooks_01_to_06_have_two_to_four_exercises_each():
+def test_notebooks_01_to_07_have_two_to_four_exercises_each():
     names = [nb.name[:2] for nb in NOTEBOOKS]
-    assert {"01", "02", "03", "04", "05", "06"} <= set(names)
+    assert {"01", "02", "03", "04", "05", "06", "07"} <= set(names)
     for nb in NOTEBOOKS:
         tests = grading.test_cells(nbformat.read(nb, as_version=4))
         assert 2 <= len(tests) <= 4, f"{nb.name}: {len(tests)} exercises"
@@ -56,7 +56,7 @@ def exercise_tests(notebook: str, grade_id: str, *, hidden: bool = True) -> str:
 def run_exercise(notebook: str, grade_id: str, answer: str, *, hidden: bool = True) -> None:
     """Define `answer` and run the exercise's test cell on it, as a kernel would (same names)."""
     images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    namespace = dict(np=np, torch=torch, math=math, nn=torch.nn, F=torch.nn.functional, models=models, exercises=exercises,
+    namespace = dict(np=np, torch=torch, math=math, nn=torch.nn, F=torch.nn.functional, models=models, exercises=exercises, cam=cam,
                      distances=losses.pairwise_distances,
                      precision_score=precision_score, recall_score=recall_score,
                      train_set=SimpleNamespace(images=images))
@@ -193,6 +193,20 @@ def stage_decoder(in_channels, out_channels, scale):
         layers.append(nn.Upsample(scale_factor=scale, mode="bilinear", align_corners=False))
     layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, out_channels, 3, padding=1)]
     return nn.Sequential(*layers)
+''',
+    ("07", "ex1_cam_from_features"): '''
+def cam_from_features(features, weight):
+    b, k, h, w = features.shape
+    flat = features.reshape(b, k, h * w)                # (B, K, hw)
+    return (weight @ flat).reshape(b, weight.shape[0], h, w)   # (C, K) @ (B, K, hw) -> (B, C, hw)
+''',
+    ("07", "ex2_pointing_game"): '''
+def pointing_game(maps, boxes):
+    hits = []
+    for m, (x0, y0, x1, y1) in zip(maps, boxes):
+        y, x = np.unravel_index(np.argmax(m), m.shape)
+        hits.append(bool(x0 <= x <= x1 and y0 <= y <= y1))
+    return np.array(hits)
 ''',
 }
 
@@ -414,6 +428,22 @@ def stage_decoder(in_channels, out_channels, scale):
         channels, scale = max(channels // 2, out_channels), scale // 2
     return nn.Sequential(*layers, nn.Conv2d(channels, out_channels, 3, padding=1), nn.ReLU())   # never negative
 ''', True),
+    "a ReLU on the class map (Grad-CAM's, not CAM's)": (("07", "ex1_cam_from_features"), '''
+def cam_from_features(features, weight):
+    return torch.relu(torch.einsum("bkhw,ck->bchw", features, weight))
+''', False),
+    "rows read as x": (("07", "ex2_pointing_game"), '''
+def pointing_game(maps, boxes):
+    maps, boxes = np.asarray(maps), np.asarray(boxes)
+    x, y = np.unravel_index(maps.reshape(len(maps), -1).argmax(1), maps.shape[1:])   # (row, column) taken as (x, y)
+    return (boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])
+''', False),
+    "box edges left out": (("07", "ex2_pointing_game"), '''
+def pointing_game(maps, boxes):
+    maps, boxes = np.asarray(maps), np.asarray(boxes)
+    y, x = np.unravel_index(maps.reshape(len(maps), -1).argmax(1), maps.shape[1:])
+    return (boxes[:, 0] < x) & (x < boxes[:, 2]) & (boxes[:, 1] < y) & (y < boxes[:, 3])   # xmax is inside too
+''', True),
 }
 
 
@@ -565,7 +595,7 @@ def test_other_correct_answers_get_full_points_in_a_kernel(tmp_path):
     answer prints (stderr) would cost its points there."""
     setup_cell = ("import math\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
                   "from types import SimpleNamespace\n"
-                  "from sklearn.metrics import precision_score, recall_score\nfrom helpers import exercises, models\n"
+                  "from sklearn.metrics import precision_score, recall_score\nfrom helpers import cam, exercises, models\n"
                   "from helpers.losses import pairwise_distances as distances\n"
                   "train_set = SimpleNamespace(images=torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8))")
     cells = [new_code_cell(setup_cell)]
@@ -607,7 +637,8 @@ import json, os
 from helpers import grading
 
 def test_read_nbvals_execution(request):
-    run = request.config.course_nbval_runs["nb"]
+    run = next(r for k, r in request.config.course_nbval_runs.items() if k.endswith("nb.ipynb"))
+    assert os.environ.get("COURSE_OUTPUT_DIR", "").endswith("outside"), "the variable was put back after the kernel started"
     nb = grading.executed_notebook(run.source, run.cells)
     report = grading.score(nb, grading.test_cells(run.source), name="nb.ipynb")
     json.dump({"scores": {g.grade_id: g.score for g in report.grades}, "other": report.other_errors,
@@ -644,7 +675,7 @@ def test_nbvals_execution_is_kept_and_can_be_graded_without_running_again(tmp_pa
     assert report["scores"] == {"add_tests": 0.0, "double_tests": 1.0}
     assert report["other"] == [] and report["complete"] and report["profile"] == "ci"
     assert report["outputs"][0] == [report["out"] + "\n"], "the kernel got the notebook's own output folder"
-    assert Path(report["out"]).is_dir() and report["out"] != str(tmp_path / "outside")
+    assert Path(report["out"]).is_dir() and Path(report["out"]).parent == tmp_path / "outside"   # a fresh folder inside it
     assert report["outputs"][3] == ["lesson cell 3\n"] and all(report["times"])
 
 
@@ -692,8 +723,8 @@ def test_release_can_point_the_badges_at_the_students_repository(tmp_path):
 def nbval_execution(config, notebook: Path):
     """nbval's execution of `notebook` in this session, when it ran every cell at the ci profile
     (notebooks/conftest.py keeps it), else None."""
-    run = getattr(config, "course_nbval_runs", {}).get(notebook.stem)
-    if run is None or run.profile != "ci" or len(run.cells) != run.n_code:
+    run = getattr(config, "course_nbval_runs", {}).get(str(notebook.resolve()))
+    if run is None or run.profile != "ci" or run.broken or len(run.cells) != run.n_code:
         return None
     return SimpleNamespace(nb=grading.executed_notebook(run.source, run.cells), out=run.out)
 
@@ -728,7 +759,7 @@ def test_the_instructors_version_gets_full_points(notebook, graded, request):
     run = graded[notebook.stem]["instructor"]
     print(run.report)
     # executed once: when nbval ran this notebook in this session, its execution is the one graded
-    assert run.shared == (notebook.stem in getattr(request.config, "course_nbval_runs", {})), "executed twice"
+    assert run.shared == (nbval_execution(request.config, notebook) is not None), "executed twice"
     assert run.report.max_score > 0 and run.report.score == run.report.max_score, str(run.report)
     assert run.report.other_errors == []
     assert [g.grade_id for g in run.report.grades] == list(grading.test_cells(nbformat.read(notebook, as_version=4)))

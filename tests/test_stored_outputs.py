@@ -17,7 +17,7 @@ from helpers.results import PERCENT_WORDS
 ROOT = course.project_root()
 STORED = ROOT / "notebooks" / "results" / "small"
 WITH_STORED_OUTPUTS = ["01_baseline", "02_augmentation", "03_pretrained_vs_scratch", "04_triplet_and_center_loss",
-                       "05_contrastive_stl10", "06_greedy_pretraining"]
+                       "05_contrastive_stl10", "06_greedy_pretraining", "07_class_activation_maps"]
 SMALL_COLUMN = "ours, small profile (2-core CPU, measured)"
 
 
