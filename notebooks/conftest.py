@@ -34,6 +34,10 @@ def _nbval_cell(item) -> bool:
     return hasattr(item, "test_outputs") and hasattr(item, "cell_num")
 
 
+def _key(item) -> str:
+    return str(Path(str(item.parent.fspath)).resolve())   # the notebook's resolved path
+
+
 def pytest_configure(config):
     config.course_nbval_runs = {}
 
@@ -45,7 +49,7 @@ def pytest_runtest_setup(item):
         yield
         return
     runs = item.config.course_nbval_runs
-    key = str(Path(str(item.parent.fspath)).resolve())
+    key = _key(item)
     saved = os.environ.get("COURSE_OUTPUT_DIR")
     if key not in runs:
         if saved:
@@ -70,7 +74,7 @@ def pytest_runtest_call(item):
         return
     started = _now()
     outcome = yield
-    run = item.config.course_nbval_runs[str(Path(str(item.parent.fspath)).resolve())]
+    run = item.config.course_nbval_runs[_key(item)]
     outputs = item.test_outputs
     shown = outputs is not None and any(o.get("output_type") == "error" for o in outputs)
     if outputs is None or (outcome.excinfo is not None and not shown):
