@@ -4,8 +4,9 @@
   1. class folders  `root/<folder>/<split>/<class>/*`  (Kaggle copies, your own data, the course's
      offline data pack; STL-10's unlabeled split is `root/<folder>/unlabeled/*`),
   2. Tiny ImageNet's official layout `root/tiny-imagenet-200/` (train/<wnid>/images, val/...),
-  3. the official download (torchvision's CIFAR10 and STL10 files, Tiny ImageNet's zip), checked
-     against its published MD5; a server that stays silent for DOWNLOAD_TIMEOUT seconds is given up.
+  3. a download (`helpers.download`): the Hugging Face Hub's parquet mirrors, pinned and checked by
+     SHA-256, then the official host (torchvision's CIFAR10 and STL10 files, Tiny ImageNet's zip),
+     checked by MD5; slow or silent hosts are passed over, and the split is checked when it arrives.
 The first decode writes one tensor file per split under `root/.cache/`, named after the dataset,
 the folder it came from, the split and the image size; the cache records a fingerprint of its
 source (file names, sizes and times) and is rebuilt when that changes or its content is not what
@@ -18,9 +19,6 @@ import hashlib
 import operator
 import os
 import secrets
-import socket
-import zipfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +27,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 CACHE_VERSION = 2
-DOWNLOAD_TIMEOUT = 60  # seconds a download server may stay silent before we give up
 
 # Class lists in each dataset's official label order.
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -55,8 +52,6 @@ STATS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 
-TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I"}  # PIL's modes for 16-bit (and 32-bit) grayscale
 
@@ -73,7 +68,8 @@ class ImageData:
     classes: tuple[str, ...]
     name: str = ""
     split: str = ""
-    source: str = ""  # where it was read from, for the record
+    source: str = ""  # where it was read from, in full
+    origin: str = ""  # the same in a few words, for every result recorded (results.record)
     boxes: torch.Tensor | None = None  # Tiny ImageNet: N×4 (xmin, ymin, xmax, ymax)
     class_ids: tuple[str, ...] | None = None  # Tiny ImageNet: the WordNet ids behind `classes`
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) the reader passed over
@@ -99,9 +95,9 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(arr / 257), 0, 255).astype(np.uint8))
 
 
-def _decode(path: Path, size: int | None) -> tuple[np.ndarray | None, str]:
-    """One file as H×W×3 uint8, or None and why not. Grayscale (8 or 16 bits), palette and RGBA
-    become RGB."""
+def _decode(path, size: int | None) -> tuple[np.ndarray | None, str]:
+    """One file (a path, or the bytes of one in a file object) as H×W×3 uint8, or None and why not.
+    Grayscale (8 or 16 bits), palette and RGBA become RGB."""
     try:
         with Image.open(path) as im:
             mode = im.mode
@@ -112,7 +108,7 @@ def _decode(path: Path, size: int | None) -> tuple[np.ndarray | None, str]:
                 im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8), note
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        if path.is_symlink() and not path.exists():
+        if isinstance(path, Path) and path.is_symlink() and not path.exists():
             return None, "broken link"
         return None, f"not a readable image ({type(err).__name__}: {err})"
 
@@ -340,78 +336,6 @@ def _no_download(name: str, split: str, root: Path, searched: list[Path], reason
         f"to download it.{hint}")
 
 
-@contextlib.contextmanager
-def _download_timeout() -> Iterator[None]:
-    """DOWNLOAD_TIMEOUT for every socket opened meanwhile: torchvision's download_url takes no
-    timeout, and a server that accepts and never answers would hang the notebook forever."""
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
-def _timed_out(err: BaseException) -> bool:
-    # urllib raises a timeout as it is, or wrapped in URLError(reason=...)
-    return isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None), TimeoutError)
-
-
-def _extracted_ok(dataset_class, root: Path) -> bool:
-    """torchvision's own check of the extracted files (its _check_integrity, without an instance)."""
-    from torchvision.datasets.utils import check_integrity
-    files = dataset_class.train_list + dataset_class.test_list
-    return all(check_integrity(str(root / dataset_class.base_folder / f), md5) for f, md5 in files)
-
-
-def _check_archive(archive: Path, md5: str, extracted_ok: Callable[[], bool] = lambda: False) -> None:
-    """A half-written archive is named here: torchvision would try to download it again and, offline,
-    say only that the dataset is missing. Not when the extracted files are fine (the archive is
-    not needed then)."""
-    from torchvision.datasets.utils import check_integrity
-    if archive.exists() and not extracted_ok() and not check_integrity(str(archive), md5):
-        raise DatasetNotFoundError(
-            f"{archive} fails its checksum (MD5): an interrupted download? Delete it and load again to "
-            f"download it anew, or put a good copy in its place.")
-
-
-def _download_official(name: str, split: str, root: Path, searched: list[Path]) -> ImageData | None:
-    """The official files via torchvision (CIFAR-10, STL-10), or the Tiny ImageNet zip unpacked
-    to root/tiny-imagenet-200 (then None: load() reads that)."""
-    from torchvision.datasets import CIFAR10, STL10
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    url = {"cifar10": CIFAR10.url, "stl10": STL10.url}.get(name, TINY_IMAGENET_URL)
-    try:
-        with _download_timeout():
-            if name == "cifar10":
-                _check_archive(root / CIFAR10.filename, CIFAR10.tgz_md5, lambda: _extracted_ok(CIFAR10, root))
-                ds = CIFAR10(str(root), train=(split == "train"), download=True)
-                images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-                return ImageData(images, torch.tensor(ds.targets, dtype=torch.int64), CIFAR10_CLASSES,
-                                 source=str(root / CIFAR10.base_folder))
-            if name == "stl10":
-                _check_archive(root / STL10.filename, STL10.tgz_md5, lambda: _extracted_ok(STL10, root))
-                ds = STL10(str(root), split=split, download=True)
-                labels = torch.from_numpy(np.asarray(ds.labels, dtype=np.int64))
-                return ImageData(torch.from_numpy(ds.data), labels, STL10_CLASSES,
-                                 source=str(root / STL10.base_folder))
-            archive = root / "tiny-imagenet-200.zip"
-            _check_archive(archive, TINY_IMAGENET_MD5)
-            if not archive.exists():
-                download_and_extract_archive(TINY_IMAGENET_URL, str(root), md5=TINY_IMAGENET_MD5)
-            elif not (root / "tiny-imagenet-200" / "wnids.txt").exists():
-                with zipfile.ZipFile(archive) as z:
-                    z.extractall(root)
-            return None
-    except DatasetNotFoundError:
-        raise
-    except (OSError, RuntimeError) as err:  # URLError and TimeoutError are OSErrors
-        reason = (f"the server did not answer within {DOWNLOAD_TIMEOUT} s ({url}); try again later or "
-                  f"from another network" if _timed_out(err) else f"{type(err).__name__}: {err}")
-        raise _no_download(name, split, root, searched, reason) from None
-
-
 # ----------------------------------------------------------------------------- cache
 
 def _fingerprint(path: Path) -> str:
@@ -450,7 +374,7 @@ def _well_formed(blob: dict, size: int) -> bool:
             and isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and labels.shape == (len(images),)
             and (boxes is None or isinstance(boxes, torch.Tensor) and boxes.shape == (len(images), 4))
             and _strings(blob.get("classes")) and _strings(blob.get("class_ids", []))
-            and isinstance(blob.get("source"), str)
+            and isinstance(blob.get("source"), str) and isinstance(blob.get("origin", ""), str)
             and isinstance(blob.get("skipped", []), list) and all(_strings(s) for s in blob.get("skipped", [])))
 
 
@@ -499,7 +423,7 @@ def _read_folders(name: str, split: str, root: Path, folder: str, verbose: bool)
 
 def _to_blob(data: ImageData) -> dict:
     blob = {"images": data.images, "labels": data.labels, "classes": list(data.classes),
-            "source": data.source, "skipped": [list(s) for s in data.skipped]}
+            "source": data.source, "origin": data.origin, "skipped": [list(s) for s in data.skipped]}
     if data.boxes is not None:
         blob["boxes"] = data.boxes
     if data.class_ids is not None:
@@ -541,31 +465,52 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
         reader, source, source_dir = "tiny", "official", tiny_dir / ("train" if split == "train" else "val")
     elif not download:
         raise _no_download(name, split, root, searched, "downloading is switched off (download=False)")
-    elif name == "tiny-imagenet":  # 3. the official download: the zip, then read as 2.
-        _download_official(name, split, root, searched)
-        return load(name, split, root, download=False, cache=cache, verbose=verbose)
-    else:  # 3. the official download through torchvision
-        reader, source, source_dir = "download", "official", None
+    else:  # 3. a download: the Hub's mirrors, then the official host (helpers.download)
+        reader, source, source_dir = "download", "download", None
 
     header = {"version": CACHE_VERSION, "name": name, "folder": source, "split": split, "size": IMAGE_SIZE[name],
-              "fingerprint": f"official-{name}-{split}" if source_dir is None else _fingerprint(source_dir)}
+              "fingerprint": f"download-{name}-{split}" if source_dir is None else _fingerprint(source_dir)}
     file = _cache_file(root, name, source, split)
     blob = _read_cache(file, header) if cache else None
     if blob is None:
         if reader == "download":
-            data = _download_official(name, split, root, searched)
+            from . import download as _download
+            data, origin = _download.fetch(name, split, root, searched, verbose=verbose)
+            if data is None:  # Tiny ImageNet's archive, now extracted: read as 2., checked as a download
+                _check_tiny_official(tiny_dir, split)
+                source_dir = tiny_dir / ("train" if split == "train" else "val")
+                header = {**header, "folder": "official", "fingerprint": _fingerprint(source_dir)}
+                file = _cache_file(root, name, "official", split)
+                data = _read_tiny_official(tiny_dir, split, verbose)
+                _download.check_content(data, name, split)
+            data.origin = origin
         else:
             if verbose:
                 print(f"decoding {name} ({split}) from {source_dir} (once; later loads read {file})")
             data = (_read_tiny_official(tiny_dir, split, verbose) if reader == "tiny"
                     else _read_folders(name, split, root, folder, verbose))
+            data.origin = f"local folder {'tiny-imagenet-200' if reader == 'tiny' else folder}"
         blob = {**header, **_to_blob(data)}
         if cache:
             _write_cache(file, blob)
+    origin = blob.get("origin") or blob["source"]
+    LOADED[(name, split)] = origin
     return ImageData(images=blob["images"], labels=blob["labels"], classes=tuple(blob["classes"]),
-                     name=name, split=split, source=blob["source"], boxes=blob.get("boxes"),
+                     name=name, split=split, source=blob["source"], origin=origin, boxes=blob.get("boxes"),
                      class_ids=tuple(blob["class_ids"]) if "class_ids" in blob else None,
                      skipped=[tuple(s) for s in blob.get("skipped", [])])
+
+
+# Where each split loaded in this process came from: results.record writes it into every result.
+LOADED: dict[tuple[str, str], str] = {}
+
+
+def provenance() -> str:
+    """The data this process loaded, by origin: 'cifar10 train+test: hub uoft-cs/cifar10@0b271498'."""
+    by_origin: dict[tuple[str, str], list[str]] = {}
+    for (name, split), origin in LOADED.items():
+        by_origin.setdefault((name, origin), []).append(split)
+    return "; ".join(f"{name} {'+'.join(splits)}: {origin}" for (name, origin), splits in by_origin.items())
 
 
 def _per_class_index(data: ImageData, per_class: int, seed: int, *, leave_one: bool = False) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Headline figures: each notebook records its own, the course runner gathers them into one table.
 
-A record always carries what produced it (device, profile, seed, and whatever the notebook adds,
-e.g. epochs and data), so no figure in the table is separated from its provenance.
+A record always carries what produced it (device, profile, seed, where its data came from, and
+whatever the notebook adds, e.g. epochs and data), so no figure in the table is separated from its
+provenance.
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from .runtime import Runtime, device_name
 
 def record(rt: Runtime, notebook: str, experiment: str, **figures) -> dict:
     """Add (or replace) one row of `notebook`'s results in `rt.output_dir/results/<notebook>.json`."""
+    from .data import provenance
     row = {"notebook": notebook, "experiment": experiment, **figures,
            "device": device_name(rt.device), "profile": rt.profile, "seed": rt.seed}
+    if provenance() and "data_from" not in figures:   # where the data came from (helpers.data.load)
+        row["data_from"] = provenance()
     folder = rt.output_dir / "results"
     folder.mkdir(parents=True, exist_ok=True)
     file = folder / f"{notebook}.json"
