@@ -489,16 +489,31 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
                 print(f"decoding {name} ({split}) from {source_dir} (once; later loads read {file})")
             data = (_read_tiny_official(tiny_dir, split, verbose) if reader == "tiny"
                     else _read_folders(name, split, root, folder, verbose))
-            data.origin = f"local folder {'tiny-imagenet-200' if reader == 'tiny' else folder}"
         blob = {**header, **_to_blob(data)}
         if cache:
             _write_cache(file, blob)
-    origin = blob.get("origin") or blob["source"]
+    # a download is remembered by its cache (Tiny ImageNet's archive also when read again from the folder
+    # it was extracted to); a folder on disk says so itself, also in caches written before origins were kept
+    local = {"folders": f"local folder {folder}",
+             "tiny": read_origin(tiny_dir) or "local folder tiny-imagenet-200"}.get(reader)
+    origin = blob.get("origin") or local or blob["source"]
     LOADED[(name, split)] = origin
     return ImageData(images=blob["images"], labels=blob["labels"], classes=tuple(blob["classes"]),
                      name=name, split=split, source=blob["source"], origin=origin, boxes=blob.get("boxes"),
                      class_ids=tuple(blob["class_ids"]) if "class_ids" in blob else None,
                      skipped=[tuple(s) for s in blob.get("skipped", [])])
+
+
+ORIGIN_MARK = ".course-origin"   # in a folder extracted from a download: where the archive came from
+
+
+def mark_origin(folder: Path, origin: str) -> None:
+    (folder / ORIGIN_MARK).write_text(origin + "\n")
+
+
+def read_origin(folder: Path) -> str | None:
+    mark = folder / ORIGIN_MARK
+    return mark.read_text().strip() or None if mark.is_file() else None
 
 
 # Where each split loaded in this process came from: results.record writes it into every result.

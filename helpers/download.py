@@ -410,6 +410,10 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(old)
 
 
+def _extracted_folder(name: str, root: Path) -> Path:
+    return root / ("tiny-imagenet-200" if name == "tiny-imagenet" else _torchvision_class(name).base_folder)
+
+
 def _torchvision_class(name: str):
     from torchvision.datasets import CIFAR10, STL10
     return {"cifar10": CIFAR10, "stl10": STL10}.get(name)
@@ -463,8 +467,10 @@ def _from_official(source: OfficialArchive, name: str, split: str, root: Path) -
             elif not (root / "tiny-imagenet-200" / "wnids.txt").exists():
                 with zipfile.ZipFile(archive) as z:
                     z.extractall(root)
+            _data.mark_origin(_extracted_folder(name, root), source.origin)
             return None, archive.stat().st_size - before
         download_and_extract_archive(source.url, str(root), filename=source.filename, md5=source.md5)
+    _data.mark_origin(_extracted_folder(name, root), source.origin)
     d = read_torchvision(name, split, root)
     return d, archive.stat().st_size - before
 
@@ -494,6 +500,7 @@ def _from_hub_archive(mirror: HubArchive, name: str, split: str, root: Path, lim
         _forget(path)
         raise ChecksumError(f"{mirror.file.path} passes its SHA-256 but not the official MD5 {mirror.md5}; deleted")
     extract_archive(str(path), str(root))
+    _data.mark_origin(_extracted_folder(name, root), mirror.origin)
     if name == "tiny-imagenet":
         return None, fetched
     d = read_torchvision(name, split, root)
@@ -519,8 +526,9 @@ def fetch(name: str, split: str, root: Path, searched: list[Path], *,
     """The split from the first source that delivers it whole and checked, and that source's origin
     (see the module docstring). None for the data: Tiny ImageNet's archive was extracted under `root`;
     load() reads and checks it from there."""
-    if name != "tiny-imagenet" and extracted_ok(name, root):   # an earlier official download
-        return _checked(read_torchvision(name, split, root), name, split), "official archive (extracted earlier)"
+    if name != "tiny-imagenet" and extracted_ok(name, root):   # an archive extracted earlier
+        origin = _data.read_origin(_extracted_folder(name, root)) or "official archive (extracted earlier)"
+        return _checked(read_torchvision(name, split, root), name, split), origin
     sources = [s for s in SOURCES[name] if not isinstance(s, HubParquet) or split in s.splits]
     tried = []
     for k, source in enumerate(sources):
