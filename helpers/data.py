@@ -279,7 +279,7 @@ def _check_tiny_official(base: Path, split: str) -> None:
         raise DatasetNotFoundError(
             f"Tiny ImageNet's {split} split at {base} is incomplete: {'; '.join(problems[:3])}{more}.\n"
             f"The archive was probably extracted only in part: delete {base} and extract "
-            f"tiny-imagenet-200.zip again.")
+            f"tiny-imagenet-200.zip again (or, with internet, delete it and load again to download it).")
 
 
 def _read_tiny_official(base: Path, split: str, verbose: bool) -> ImageData:
@@ -476,14 +476,11 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
         if reader == "download":
             from . import download as _download
             data, origin = _download.fetch(name, split, root, searched, verbose=verbose)
-            if data is None:  # Tiny ImageNet's archive, now extracted: read as 2., checked as a download
-                _check_tiny_official(tiny_dir, split)
+            data.origin = origin
+            if name == "tiny-imagenet":  # its archive is now extracted: cached as 2., which later loads read
                 source_dir = tiny_dir / ("train" if split == "train" else "val")
                 header = {**header, "folder": "official", "fingerprint": _fingerprint(source_dir)}
                 file = _cache_file(root, name, "official", split)
-                data = _read_tiny_official(tiny_dir, split, verbose)
-                _download.check_content(data, name, split)
-            data.origin = origin
         else:
             if verbose:
                 print(f"decoding {name} ({split}) from {source_dir} (once; later loads read {file})")

@@ -28,6 +28,7 @@ import hashlib
 import inspect
 import io
 import json
+import shutil
 import time
 import zipfile
 from collections.abc import Iterator
@@ -43,8 +44,20 @@ from .data import DatasetNotFoundError, ImageData
 CONNECT_TIMEOUT = 10        # seconds a host may take to answer a request
 READ_TIMEOUT = 30           # seconds a host may stay silent in the middle of a transfer
 SLOW_SOURCE_SECONDS = 300   # a mirror projected to need longer than this for a file is left for the next source
-CHUNK_BYTES = 1 << 20       # bytes read between two speed checks (huggingface_hub reads 10 MB by default)
-RESUME_ATTEMPTS = 3         # a transfer cut off mid-file is resumed this many times before the next source
+CHUNK_BYTES = 1 << 18       # bytes read between two speed checks (huggingface_hub reads 10 MB by default)
+RESUME_ATTEMPTS = 6         # a Hub transfer cut off mid-file is tried again this many times (see _hub_file)
+
+
+class TooSlow(Exception):
+    """Raised from the progress bar: the source would take longer than its time limit."""
+
+
+class ChecksumError(ValueError):
+    """A downloaded file that is not the pinned one (SHA-256 or MD5)."""
+
+
+class ContentError(ValueError):
+    """A split that arrived but is not the dataset: wrong size, classes, image size or labels."""
 
 
 # ----------------------------------------------------------------------------- the table
@@ -161,25 +174,22 @@ OFFICIAL_ONLY = {
 
 # ----------------------------------------------------------------------------- progress and speed
 
-class TooSlow(Exception):
-    """Raised from the progress bar: the source would take longer than its time limit."""
-
-
-def _watched_bar(source: str, limit: float | None):
+def _watched_bar(source: str, limit: float | None, show: bool = True):
     """A tqdm class for huggingface_hub's `tqdm_class`: a progress bar (size, speed, time left) that
     stops the transfer once its measured speed projects more than `limit` seconds for the file."""
     from tqdm.auto import tqdm
 
     class WatchedBar(tqdm):
         def __init__(self, *args, **kwargs):
-            kwargs.setdefault("desc", source)
-            kwargs["desc"] = f"{source}: {kwargs['desc']}"
+            kwargs.pop("name", None)   # some huggingface_hub 1.x pass their own bars' `name`: tqdm refuses it
+            kwargs["disable"] = kwargs.get("disable") or not show
+            kwargs["desc"] = f"{source}: {kwargs.get('desc') or ''}"
             super().__init__(*args, **kwargs)
             self._began, self._done = time.monotonic(), 0
             self._total, self._initial = kwargs.get("total"), kwargs.get("initial") or 0
 
         def update(self, n=1):
-            # counted here: a disabled bar (HF_HUB_DISABLE_PROGRESS_BARS) does not count in tqdm
+            # counted here: a disabled bar does not count in tqdm
             self._done += n or 0
             elapsed = time.monotonic() - self._began
             if limit is not None and self._total and self._done > 0 and elapsed >= min(5.0, limit / 10):
@@ -257,7 +267,7 @@ def _hub_file(mirror, file: HubFile, cache: Path, limit: float | None, verbose: 
                          f"not the pinned {file.sha256}")
     watch = {}
     if "tqdm_class" in inspect.signature(hf_hub_download).parameters:   # huggingface_hub 1.x and later
-        watch["tqdm_class"] = _watched_bar(mirror.origin, limit)
+        watch["tqdm_class"] = _watched_bar(mirror.origin, limit, show=verbose)
     elif limit is not None and verbose:
         print(f"note: this huggingface_hub ({_hub_version()}) cannot report progress to the course, so a slow "
               f"{mirror.origin} is not abandoned for the next source; `pip install -U huggingface_hub` allows it")
@@ -269,12 +279,14 @@ def _hub_file(mirror, file: HubFile, cache: Path, limit: float | None, verbose: 
                                             etag_timeout=CONNECT_TIMEOUT, **watch))
             break
         except Exception as err:
-            # A connection cut mid-file: huggingface_hub 2.x resumes it itself (a few times); 1.x keeps the
-            # partial file and resumes on the next call. Anything else goes to the next source.
+            # A connection cut mid-file: huggingface_hub 2.x resumes it where it stopped within the call (five
+            # times), then gives up and keeps nothing; 1.x keeps the partial file and resumes it on the next
+            # call. So it is called again, up to RESUME_ATTEMPTS times. Anything else: the next source.
             if attempt == RESUME_ATTEMPTS or not _cut_off(err):
                 raise
             if verbose:
-                print(f"{mirror.origin}: the transfer of {file.path} was cut off ({type(err).__name__}); resuming")
+                print(f"{mirror.origin}: the transfer of {file.path} was cut off ({type(err).__name__}); "
+                      f"trying again")
     got = sha256(path)
     if got != file.sha256:
         _forget(path)
@@ -283,14 +295,15 @@ def _hub_file(mirror, file: HubFile, cache: Path, limit: float | None, verbose: 
     return path, path.stat().st_size
 
 
-class ChecksumError(ValueError):
-    pass
-
-
 def _cut_off(err: BaseException) -> bool:
     """A connection closed in the middle of a transfer (httpx, httpx2, requests or urllib3 words)."""
     names = {type(e).__name__ for e in (err, err.__cause__, err.__context__) if e is not None}
     return bool(names & {"RemoteProtocolError", "ReadError", "ChunkedEncodingError", "IncompleteRead", "ProtocolError"})
+
+
+def _endpoint(mirror) -> str:
+    from huggingface_hub import constants
+    return mirror.endpoint or constants.ENDPOINT
 
 
 def _hub_version() -> str:
@@ -355,6 +368,8 @@ def read_parquet(mirror: HubParquet, split: str, files: list[Path], name: str) -
             continue
         arrays.append(arr)
         labels.append(int(mapping[marks[i]]) if labeled else -1)
+    if not arrays:
+        raise ContentError(f"none of its {len(cells):,} images decodes ({skipped[0][1] if skipped else 'no rows'})")
     return ImageData(images=_data._stack(arrays, files[0].parent), labels=torch.tensor(labels, dtype=torch.int64),
                      classes=official, name=name, split=split, skipped=skipped)
 
@@ -366,10 +381,6 @@ def _path_index(cell) -> int | None:
 
 
 # ----------------------------------------------------------------------------- content checks
-
-class ContentError(ValueError):
-    """A split that arrived but is not the dataset: wrong size, classes, image size or labels."""
-
 
 def check_content(d: ImageData, name: str, split: str) -> None:
     """Raise ContentError unless `d` is the whole split as the dataset defines it."""
@@ -398,7 +409,7 @@ def check_content(d: ImageData, name: str, split: str) -> None:
 # ----------------------------------------------------------------------------- official hosts
 
 @contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
+def socket_timeout(seconds: float) -> Iterator[None]:
     """A timeout for every socket opened meanwhile: torchvision's download_url takes none, and a
     server that accepts and never answers would hang the notebook forever."""
     import socket
@@ -455,24 +466,27 @@ def read_torchvision(name: str, split: str, root: Path) -> ImageData:
 
 def _from_official(source: OfficialArchive, name: str, split: str, root: Path) -> tuple[ImageData | None, int]:
     """The archive from the official host, checked and extracted; the split read from it (Tiny
-    ImageNet: None, load() reads the extracted layout)."""
+    ImageNet: None, fetch() reads the extracted layout). An archive this call began and could not
+    finish is deleted (torchvision writes it in place and cannot resume it); one that was there before
+    and fails its MD5 is named, not deleted."""
     from torchvision.datasets.utils import download_and_extract_archive
     archive = root / source.filename
-    before = archive.stat().st_size if archive.exists() else 0
+    existed = archive.exists()
     check_archive(archive, source.md5)
-    with _socket_timeout(READ_TIMEOUT):
-        if name == "tiny-imagenet":
-            if not archive.exists():
-                download_and_extract_archive(source.url, str(root), filename=source.filename, md5=source.md5)
-            elif not (root / "tiny-imagenet-200" / "wnids.txt").exists():
+    try:
+        with socket_timeout(READ_TIMEOUT):
+            if name == "tiny-imagenet" and existed:
                 with zipfile.ZipFile(archive) as z:
                     z.extractall(root)
-            _data.mark_origin(_extracted_folder(name, root), source.origin)
-            return None, archive.stat().st_size - before
-        download_and_extract_archive(source.url, str(root), filename=source.filename, md5=source.md5)
+            else:
+                download_and_extract_archive(source.url, str(root), filename=source.filename, md5=source.md5)
+    except BaseException:
+        if not existed:
+            archive.unlink(missing_ok=True)
+        raise
     _data.mark_origin(_extracted_folder(name, root), source.origin)
-    d = read_torchvision(name, split, root)
-    return d, archive.stat().st_size - before
+    fetched = 0 if existed else archive.stat().st_size
+    return (None if name == "tiny-imagenet" else read_torchvision(name, split, root)), fetched
 
 
 # ----------------------------------------------------------------------------- trying the sources
@@ -486,8 +500,7 @@ def _from_hub(mirror: HubParquet, name: str, split: str, root: Path, limit: floa
         paths.append(path)
         fetched += n
     d = read_parquet(mirror, split, paths, name)
-    where = mirror.endpoint or "https://huggingface.co"
-    d.source = f"{where}/datasets/{mirror.repo} at {mirror.revision} ({', '.join(f.path for f in files)}; SHA-256 checked)"
+    d.source = f"{_endpoint(mirror)}/datasets/{mirror.repo} at {mirror.revision} ({', '.join(f.path for f in files)}; SHA-256 checked)"
     return d, fetched
 
 
@@ -504,15 +517,15 @@ def _from_hub_archive(mirror: HubArchive, name: str, split: str, root: Path, lim
     if name == "tiny-imagenet":
         return None, fetched
     d = read_torchvision(name, split, root)
-    d.source = (f"{mirror.endpoint or 'https://huggingface.co'}/datasets/{mirror.repo} at {mirror.revision} "
+    d.source = (f"{_endpoint(mirror)}/datasets/{mirror.repo} at {mirror.revision} "
                 f"({mirror.file.path}; SHA-256 and MD5 checked), extracted to {d.source}")
     return d, fetched
 
 
 def _why(err: BaseException) -> str:
     """One line for a source that failed."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    if isinstance(err, (TooSlow, ChecksumError, ContentError)):
+    text = " ".join(str(err).split())
+    if isinstance(err, (TooSlow, ChecksumError, ContentError, DatasetNotFoundError)):
         return text
     timed_out = isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None), TimeoutError) \
         or "timeout" in type(err).__name__.lower() or "timed out" in text.lower()
@@ -521,15 +534,14 @@ def _why(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:300]
 
 
-def fetch(name: str, split: str, root: Path, searched: list[Path], *,
-          verbose: bool = True) -> tuple[ImageData | None, str]:
+def fetch(name: str, split: str, root: Path, searched: list[Path], *, verbose: bool = True) -> tuple[ImageData, str]:
     """The split from the first source that delivers it whole and checked, and that source's origin
-    (see the module docstring). None for the data: Tiny ImageNet's archive was extracted under `root`;
-    load() reads and checks it from there."""
+    (see the module docstring)."""
     if name != "tiny-imagenet" and extracted_ok(name, root):   # an archive extracted earlier
         origin = _data.read_origin(_extracted_folder(name, root)) or "official archive (extracted earlier)"
         return _checked(read_torchvision(name, split, root), name, split), origin
     sources = [s for s in SOURCES[name] if not isinstance(s, HubParquet) or split in s.splits]
+    tiny_there = (root / "tiny-imagenet-200").exists()   # a folder of the user's is never removed
     tried = []
     for k, source in enumerate(sources):
         last = k == len(sources) - 1
@@ -542,11 +554,13 @@ def fetch(name: str, split: str, root: Path, searched: list[Path], *,
                 d, fetched = _from_hub_archive(source, name, split, root, limit, verbose)
             else:
                 d, fetched = _from_official(source, name, split, root)
-            if d is not None:
-                _checked(d, name, split)
-        except DatasetNotFoundError:
-            raise
+            if d is None:   # Tiny ImageNet's archive, extracted under root
+                d = _read_extracted_tiny(root, split, verbose)
+            _checked(d, name, split)
         except Exception as err:   # any failure of one source sends us to the next; each is named at the end
+            if name == "tiny-imagenet" and not tiny_there:
+                # what this source extracted is not kept: the next load would read it as a folder on disk
+                shutil.rmtree(root / "tiny-imagenet-200", ignore_errors=True)
             tried.append(f"{source.origin}: {_why(err)}")
             if verbose:
                 after = "" if last else f"; trying {sources[k + 1].origin}"
@@ -558,6 +572,12 @@ def fetch(name: str, split: str, root: Path, searched: list[Path], *,
             print(f"{name} ({split}): from {source.origin} in {time.monotonic() - began:.1f} s ({got})")
         return d, source.origin
     raise _data._no_download(name, split, root, searched, "every source failed:\n  " + "\n  ".join(tried))
+
+
+def _read_extracted_tiny(root: Path, split: str, verbose: bool) -> ImageData:
+    base = root / "tiny-imagenet-200"
+    _data._check_tiny_official(base, split)
+    return _data._read_tiny_official(base, split, verbose)
 
 
 def _checked(d: ImageData, name: str, split: str) -> ImageData:

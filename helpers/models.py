@@ -100,9 +100,9 @@ def _from_torchvision_names(state: dict) -> dict:
 def _imagenet_state_dict() -> dict:
     from torchvision.models import ResNet18_Weights
     weights = ResNet18_Weights.IMAGENET1K_V1
-    from .data import _download_timeout  # a server that never answers must not hang the notebook
+    from .download import READ_TIMEOUT, socket_timeout  # a server that never answers must not hang the notebook
     try:
-        with _download_timeout():
+        with socket_timeout(READ_TIMEOUT):
             return weights.get_state_dict(progress=True)
     except Exception as err:  # URLError, socket errors, a partial file: all mean "not available here"
         hub = Path(torch.hub.get_dir()) / "checkpoints"

@@ -20,7 +20,9 @@ def record(rt: Runtime, notebook: str, experiment: str, **figures) -> dict:
     from .data import provenance
     row = {"notebook": notebook, "experiment": experiment, **figures,
            "device": device_name(rt.device), "profile": rt.profile, "seed": rt.seed}
-    if provenance() and "data_from" not in figures:   # where the data came from (helpers.data.load)
+    # where the data came from: every split helpers.data.load read in this process (a notebook loads its
+    # data at the top), unless the notebook names it itself
+    if provenance() and "data_from" not in figures:
         row["data_from"] = provenance()
     folder = rt.output_dir / "results"
     folder.mkdir(parents=True, exist_ok=True)

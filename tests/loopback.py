@@ -5,12 +5,14 @@ The Hub side answers what huggingface_hub asks of https://huggingface.co:
 `X-Linked-Etag` = the file's SHA-256, `X-Linked-Size`) and byte ranges for a resumed transfer. Any
 other path is a plain file (an official host). Each file is served in one of these ways:
 
-  ok       at full speed
-  slow     `rate` bytes per second, in small pieces
-  silent   the request is accepted and never answered (the connection stays open)
-  cut      the first GET stops after half the file and closes the connection; later GETs (a
-           resume, with a Range header) are served in full
-  corrupt  one byte flipped, under the headers of the right file (its SHA-256 and size)
+  ok          at full speed
+  slow        `rate` bytes per second, in small pieces
+  silent      the request is accepted and never answered (the connection stays open)
+  silent_get  HEAD is answered, GET is accepted and never answered
+  cut         the first `times` GETs (default 1) stop after half of what they were asked for and
+              close the connection; later GETs (a resume, with a Range header) are served in full
+  corrupt     one byte flipped, under the headers of the right file (its SHA-256 and size)
+  error       every request is answered with HTTP `status` (default 500)
 
 `requests` lists (method, path, Range header) for every request, in order.
 """
@@ -27,7 +29,7 @@ class Loopback:
         self.files: dict[str, tuple[bytes, str, dict]] = {}   # path -> (content, mode, options)
         self.requests: list[tuple[str, str, str | None]] = []
         self.stop = threading.Event()
-        self._cut_done: set[str] = set()
+        self._cuts: dict[str, int] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,7 +75,12 @@ class Loopback:
             h.end_headers()
             return
         content, mode, options = self.files[path]
-        if mode == "silent":
+        if mode == "error":
+            h.send_response(options.get("status", 500))
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        if mode == "silent" or (mode == "silent_get" and body):
             self.stop.wait(30)   # accepted, never answered
             h.close_connection = True
             return
@@ -100,8 +107,8 @@ class Loopback:
         if not body:
             return
         payload = content[start:]
-        if mode == "cut" and path not in self._cut_done:
-            self._cut_done.add(path)
+        if mode == "cut" and self._cuts.get(path, 0) < options.get("times", 1):
+            self._cuts[path] = self._cuts.get(path, 0) + 1
             h.wfile.write(payload[:len(payload) // 2])
             h.wfile.flush()
             h.close_connection = True

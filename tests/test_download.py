@@ -1,6 +1,5 @@
 """helpers.download on loopback: the Hub mirrors and official hosts of download.SOURCES, played by a
 server on 127.0.0.1 (tests/loopback.py) serving fixture files in each source's exact format."""
-import dataclasses
 import hashlib
 import io
 import json
@@ -216,7 +215,7 @@ def test_a_host_that_accepts_and_never_answers_is_passed_over(tmp_path, host, ci
     images, labels = cifar
     content = hub_parquet(images, labels, data.CIFAR10_CLASSES)
     silent = parquet_mirror(host, content, mode="silent")
-    good = dataclasses.replace(parquet_mirror(host, content, repo="other/cifar10"))
+    good = parquet_mirror(host, content, repo="other/cifar10")
     use(monkeypatch, "cifar10", silent, good)
     began = time.monotonic()
     d = data.load("cifar10", "test", tmp_path, cache=False)
@@ -224,6 +223,52 @@ def test_a_host_that_accepts_and_never_answers_is_passed_over(tmp_path, host, ci
     assert d.origin == "hub other/cifar10@01234567"
     out = capsys.readouterr().out
     assert "hub uoft-cs/cifar10@01234567 failed after" in out and "no answer within the time limit" in out
+
+
+def test_a_host_that_answers_and_then_stalls_is_passed_over_after_its_retries(tmp_path, host, cifar, fast,
+                                                                              monkeypatch, capsys):
+    """The quick question is answered, the transfer never starts: huggingface_hub tries it six times
+    (READ_TIMEOUT each, a second apart); then the next source. The README states this bound."""
+    images, labels = cifar
+    content = hub_parquet(images, labels, data.CIFAR10_CLASSES)
+    use(monkeypatch, "cifar10", parquet_mirror(host, content, mode="silent_get"),
+        parquet_mirror(host, content, repo="other/cifar10"))
+    began = time.monotonic()
+    d = data.load("cifar10", "test", tmp_path, cache=False)
+    assert time.monotonic() - began < 6 * download.READ_TIMEOUT + 6 + 3
+    assert d.origin == "hub other/cifar10@01234567" and "no answer within the time limit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("status", [500, 404])
+def test_an_http_error_sends_the_load_to_the_next_source(tmp_path, host, cifar, monkeypatch, capsys, status):
+    images, labels = cifar
+    content = hub_parquet(images, labels, data.CIFAR10_CLASSES)
+    use(monkeypatch, "cifar10", parquet_mirror(host, content, mode="error", status=status),
+        parquet_mirror(host, content, repo="other/cifar10"))
+    began = time.monotonic()
+    assert data.load("cifar10", "test", tmp_path, cache=False).origin == "hub other/cifar10@01234567"
+    assert time.monotonic() - began < 5
+    assert f"{status}" in capsys.readouterr().out
+
+
+def test_a_file_the_hub_names_with_another_checksum_is_not_downloaded(tmp_path, host, cifar, monkeypatch):
+    images, labels = cifar
+    mirror = parquet_mirror(host, hub_parquet(images, labels, data.CIFAR10_CLASSES))
+    pinned = {"test": (download.HubFile(mirror.splits["test"][0].path, "ab" * 32),)}
+    use(monkeypatch, "cifar10", download.HubParquet(**{**mirror.__dict__, "splits": pinned}))
+    with pytest.raises(data.DatasetNotFoundError, match="not the pinned abab"):
+        data.load("cifar10", "test", tmp_path)
+    assert not _gets(host, ".parquet")
+
+
+def test_a_corrupt_file_in_the_hub_cache_is_replaced(tmp_path, host, cifar, monkeypatch):
+    images, labels = cifar
+    use(monkeypatch, "cifar10", parquet_mirror(host, hub_parquet(images, labels, data.CIFAR10_CLASSES)))
+    data.load("cifar10", "test", tmp_path, cache=False)
+    blob = next(p for p in (tmp_path / "huggingface").rglob("*") if p.is_file() and "blobs" in p.parts)
+    blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")   # damaged on disk
+    assert data.load("cifar10", "test", tmp_path, cache=False).labels.tolist() == labels.tolist()
+    assert len(_gets(host, ".parquet")) == 2   # downloaded again, not read damaged
 
 
 def test_a_corrupt_file_is_rejected_by_its_checksum_and_not_kept(tmp_path, host, cifar, monkeypatch, capsys):
@@ -262,6 +307,42 @@ def test_a_mirror_with_another_class_order_comes_out_identical(tmp_path, host, c
     d = data.load("cifar10", "test", tmp_path, cache=False)
     assert d.classes == data.CIFAR10_CLASSES and d.labels.tolist() == labels.tolist()
     assert torch.equal(d.images, torch.from_numpy(images).permute(0, 3, 1, 2))
+
+
+def test_a_transfer_cut_off_again_and_again_is_tried_again(tmp_path, host, cifar, monkeypatch, capsys):
+    """Cut off six times in a row: huggingface_hub gives up after its own five resumes, the course tries
+    once more, and the file arrives whole."""
+    images, labels = cifar
+    content = hub_parquet(images, labels, data.CIFAR10_CLASSES)
+    use(monkeypatch, "cifar10", parquet_mirror(host, content, mode="cut", times=6))
+    d = data.load("cifar10", "test", tmp_path, cache=False)
+    assert d.labels.tolist() == labels.tolist() and "was cut off (RemoteProtocolError); trying again" in \
+        capsys.readouterr().out
+    assert len(_gets(host, ".parquet")) == 7
+
+
+def test_a_cut_off_official_download_leaves_no_partial_archive(tmp_path, host, cifar, monkeypatch):
+    images, labels = cifar
+    official = official_cifar(host, monkeypatch, images, labels)
+    # (torchvision's first GET only looks for a redirect and reads nothing: the second is the transfer)
+    host.serve("/~kriz/cifar-10-python.tar.gz", host.files["/~kriz/cifar-10-python.tar.gz"][0], "cut", times=2)
+    use(monkeypatch, "cifar10", official)
+    with pytest.raises(data.DatasetNotFoundError, match="official 127.0.0.1"):
+        data.load("cifar10", "test", tmp_path)
+    assert not (tmp_path / "cifar-10-python.tar.gz").exists()   # the next load starts afresh, no manual step
+    assert data.load("cifar10", "test", tmp_path).labels.tolist() == labels.tolist()
+
+
+def test_stl10s_unlabeled_split_goes_to_the_official_host_only(tmp_path, host, monkeypatch):
+    path = "data/train-00000-of-00001.parquet"
+    host.serve(host.hub_path("tanganke/stl10", REV, path), b"unused")
+    mirror = download.HubParquet(repo="tanganke/stl10", revision=REV, image_column="image", label_column="label",
+                                 labels=data.STL10_CLASSES, splits={"train": (download.HubFile(path, "0" * 64),)},
+                                 read_at="a test", endpoint=host.url)
+    use(monkeypatch, "stl10", mirror, download.OfficialArchive("http://127.0.0.1:9/stl10_binary.tar.gz", "0" * 32))
+    with pytest.raises(data.DatasetNotFoundError) as err:
+        data.load("stl10", "unlabeled", tmp_path)
+    assert host.requests == [] and "hub tanganke" not in str(err.value) and "official 127.0.0.1:9" in str(err.value)
 
 
 @pytest.mark.parametrize("complete", [True, False])
@@ -310,10 +391,16 @@ def test_a_mirror_that_is_not_the_dataset_fails_loudly(tmp_path, host, cifar, mo
     if problem == "label":
         labels = labels.copy()
         labels[0] = 10
-    use(monkeypatch, "cifar10", parquet_mirror(host, hub_parquet(images, labels, names), labels=tuple(table)))
-    with pytest.raises(data.DatasetNotFoundError) as err:
-        data.load("cifar10", "test", tmp_path, cache=False)
-    assert message in str(err.value)
+    good = parquet_mirror(host, hub_parquet(images, CIFAR_LABELS, data.CIFAR10_CLASSES), repo="other/cifar10")
+    use(monkeypatch, "cifar10", parquet_mirror(host, hub_parquet(images, labels, names), labels=tuple(table)), good)
+    if problem == "size":   # (no source can deliver images of this size)
+        with pytest.raises(data.DatasetNotFoundError) as err:
+            data.load("cifar10", "test", tmp_path, cache=False)
+        assert message in str(err.value)
+        return
+    d = data.load("cifar10", "test", tmp_path, cache=False)   # refused loudly, and the next source used
+    out = capsys.readouterr().out
+    assert message in out and "trying hub other/cifar10" in out and d.origin == "hub other/cifar10@01234567"
 
 
 def test_with_every_source_down_the_error_names_each_and_comes_within_seconds(tmp_path):
@@ -356,6 +443,7 @@ def test_tiny_imagenet_comes_from_the_archive_on_the_hub_with_its_boxes(tmp_path
     assert va.origin == "hub cnak47/cv-datasets@01234567"
     tr = data.load("tiny-imagenet", "train", tmp_path)        # extracted once: read from disk
     assert len(_gets(host, path)) == 1 and tr.labels.tolist() == [0, 0, 1, 1]
+    assert tr.boxes.tolist() == [[0, 1, 60, 50], [1, 1, 60, 51], [0, 1, 60, 50], [1, 1, 60, 51]]
     assert tr.origin == va.origin == data.load("tiny-imagenet", "val", tmp_path).origin   # also from the cache
 
 
@@ -372,6 +460,19 @@ def test_cifar10s_official_archive_on_the_hub_is_read_as_torchvision_reads_it(tm
     assert d.labels.tolist() == labels.tolist() and d.origin == "hub cnak47/cv-datasets@01234567"
     again = data.load("cifar10", "test", tmp_path, cache=False)   # from the extracted files, same origin
     assert again.origin == d.origin and len(_gets(host, path)) == 1 and not _gets(host, "/~kriz/")
+
+
+def test_a_tiny_imagenet_archive_that_is_not_the_dataset_is_refused_and_removed(tmp_path, host, monkeypatch):
+    archive = tiny_zip(per_class=3)   # 3 images per class where the split should hold 2
+    monkeypatch.setitem(data.SPLIT_SIZES, "tiny-imagenet", {"train": 4, "val": 4})
+    path = "tiny-imagenet-200.zip"
+    host.serve(host.hub_path("cnak47/cv-datasets", REV, path), archive)
+    use(monkeypatch, "tiny-imagenet", download.HubArchive(
+        repo="cnak47/cv-datasets", revision=REV, read_at="a test", endpoint=host.url,
+        file=download.HubFile(path, hashlib.sha256(archive).hexdigest()), md5=hashlib.md5(archive).hexdigest()))
+    with pytest.raises(data.DatasetNotFoundError, match="6 images where the split has 4"):
+        data.load("tiny-imagenet", "val", tmp_path)
+    assert not (tmp_path / "tiny-imagenet-200").exists()   # not left to be read as a folder next time
 
 
 def test_an_archive_on_the_hub_must_also_pass_the_official_md5(tmp_path, host, monkeypatch):
@@ -460,6 +561,15 @@ def test_the_speed_watch_stops_a_slow_transfer_and_lets_a_fast_one_finish(monkey
     unwatched = download._watched_bar("the last source", limit=None)(total=100_000_000, disable=True)
     clock[0] = 1000.0
     unwatched.update(1)            # the last source is never stopped
+
+
+def test_the_bar_takes_what_older_huggingface_hubs_pass_it():
+    bar = download._watched_bar("a source", limit=60)(unit="B", unit_scale=True, total=10, initial=0, desc="file",
+                                                      disable=False, name="huggingface_hub.http_get")
+    bar.update(10)
+    bar.close()
+    quiet = download._watched_bar("a source", limit=60, show=False)(total=10, desc="file")
+    assert quiet.disable
 
 
 def test_huggingface_hub_settings_are_put_back():
