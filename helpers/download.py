@@ -263,10 +263,10 @@ def _hub_file(mirror, file: HubFile, cache: Path, limit: float | None, verbose: 
     url = hf_hub_url(mirror.repo, file.path, repo_type="dataset", revision=mirror.revision, endpoint=mirror.endpoint)
     meta = get_hf_file_metadata(url, timeout=CONNECT_TIMEOUT, endpoint=mirror.endpoint)
     if meta.etag and len(meta.etag) == 64 and meta.etag != file.sha256:
-        raise ValueError(f"the Hub names {file.path} at {mirror.revision[:8]} with SHA-256 {meta.etag}, "
-                         f"not the pinned {file.sha256}")
+        raise ChecksumError(f"the Hub names {file.path} at {mirror.revision[:8]} with SHA-256 {meta.etag}, "
+                            f"not the pinned {file.sha256}; not downloaded")
     watch = {}
-    if "tqdm_class" in inspect.signature(hf_hub_download).parameters:   # huggingface_hub 1.x and later
+    if "tqdm_class" in inspect.signature(hf_hub_download).parameters:   # huggingface_hub 1.1 and later
         watch["tqdm_class"] = _watched_bar(mirror.origin, limit, show=verbose)
     elif limit is not None and verbose:
         print(f"note: this huggingface_hub ({_hub_version()}) cannot report progress to the course, so a slow "
