@@ -4,8 +4,8 @@
   1. class folders  `root/<folder>/<split>/<class>/*`  (Kaggle copies, your own data, the course's
      offline data pack; STL-10's unlabeled split is `root/<folder>/unlabeled/*`),
   2. Tiny ImageNet's official layout `root/tiny-imagenet-200/` (train/<wnid>/images, val/...),
-  3. a download (`helpers.download`): the Hugging Face Hub's parquet mirrors, pinned and checked by
-     SHA-256, then the official host (torchvision's CIFAR10 and STL10 files, Tiny ImageNet's zip),
+  3. a download (`helpers.download`): copies on the Hugging Face Hub (parquet, or the official
+     archive itself), pinned and checked by SHA-256, then the official host (torchvision's CIFAR10 and STL10 files, Tiny ImageNet's zip),
      checked by MD5; slow or silent hosts are passed over, and the split is checked when it arrives.
 The first decode writes one tensor file per split under `root/.cache/`, named after the dataset,
 the folder it came from, the split and the image size; the cache records a fingerprint of its
