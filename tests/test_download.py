@@ -580,3 +580,11 @@ def test_huggingface_hub_settings_are_put_back():
             assert constants.DOWNLOAD_CHUNK_SIZE == download.CHUNK_BYTES and constants.HF_HUB_DISABLE_XET
             raise RuntimeError
     assert (constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.DOWNLOAD_CHUNK_SIZE, constants.HF_HUB_DISABLE_XET) == before
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name, split", [("cifar10", "train"), ("cifar10", "test"), ("tiny-imagenet", "val")])
+def test_the_content_check_accepts_the_real_datasets(data_dir, name, split):
+    """The checks every download must pass, on the real images of the data pack (CIFAR-10 re-encoded as
+    JPEG; Tiny ImageNet's validation split as distributed): sizes and counts are the datasets' own."""
+    download.check_content(data.load(name, split, data_dir, verbose=False), name, split)
