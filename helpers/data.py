@@ -491,8 +491,12 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
             _write_cache(file, blob)
     # a download is remembered by its cache (Tiny ImageNet's archive also when read again from the folder
     # it was extracted to); a folder on disk says so itself, also in caches written before origins were kept
-    local = {"folders": f"local folder {folder}",
-             "tiny": read_origin(tiny_dir) or "local folder tiny-imagenet-200"}.get(reader)
+    if reader == "folders":
+        local = f"local folder {folder}"
+    elif reader == "tiny":
+        local = read_origin(tiny_dir) or "local folder tiny-imagenet-200"
+    else:
+        local = None
     origin = blob.get("origin") or local or blob["source"]
     LOADED[(name, split)] = origin
     return ImageData(images=blob["images"], labels=blob["labels"], classes=tuple(blob["classes"]),
