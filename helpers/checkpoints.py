@@ -12,7 +12,10 @@ an identical rerun (a Colab session that disconnected) resumes. Older runs' file
 were; nothing is overwritten.
 
 Writes are atomic (a temporary file unique to the process, then a rename), every error names the
-file, and a finished run keeps only its weights, history and RNG state (no optimizer state).
+file, and a finished run keeps only its weights, history and RNG state (no optimizer state). An
+unfinished run is saved at the end of an epoch once SAVE_EVERY_SECONDS of training have passed since
+its last save (`fit`'s checkpoint_every): a disconnect loses at most about that much training, and a
+full-width network's 100 MB are not rewritten after every short epoch.
 """
 from __future__ import annotations
 
@@ -32,6 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+
+SAVE_EVERY_SECONDS = 600   # an unfinished run is saved at the end of an epoch once this much training passed since the last save
 
 
 class CheckpointError(OSError):

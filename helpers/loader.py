@@ -16,6 +16,7 @@ from PIL import Image
 
 from . import augment
 from .data import STATS, ImageData
+from .runtime import rehearsal_batches
 
 
 class GpuBatches:
@@ -98,13 +99,21 @@ class GpuBatches:
         """Images in one epoch before batching: twice the split with `concat_original`."""
         return len(self.labels) * (2 if self.concat_original else 1)
 
-    def __len__(self) -> int:
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches in one epoch (a rehearsal reads fewer: `len`)."""
         n = self.epoch_images
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    def __len__(self) -> int:
+        """Batches one pass yields: all of them, or in a rehearsal of the full profile the first few
+        (`runtime.rehearsal_batches`)."""
+        cap = rehearsal_batches()
+        return self.batches_per_epoch if cap is None else min(self.batches_per_epoch, cap)
+
     @property
     def num_images(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else self.epoch_images
+        return self.batches_per_epoch * self.batch_size if self.drop_last else self.epoch_images
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """This loader's training augmentations, in order, on a uint8 batch (also a way to look at them)."""

@@ -53,16 +53,41 @@ def current_profile() -> str:
     return profile
 
 
-def pick(*, full, small, ci, profile: str | None = None):
+_NOT_CUT = object()
+
+
+def pick(*, full, small, ci, rehearse=_NOT_CUT, profile: str | None = None):
     """A hyperparameter's value for the current profile (`COURSE_PROFILE`, or `profile`).
 
     A notebook's top cell lists every hyperparameter with its three values side by side:
     `EPOCHS = pick(full=15, small=10, ci=3)`. All three are required, so no profile is forgotten.
+    rehearse: the value in a rehearsal of the full profile (`course rehearse`, see `rehearsal_batches`),
+    given only for counts that make a run long and nothing else (epochs, images evaluated, plotted
+    points): `EPOCHS = pick(full=15, small=10, ci=3, rehearse=1)`. A rehearsal takes `full` for the rest.
     """
     profile = profile or current_profile()
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
+    if profile == "full" and rehearse is not _NOT_CUT and rehearsal_batches() is not None:
+        return rehearse
     return {"full": full, "small": small, "ci": ci}[profile]
+
+
+def rehearsal_batches() -> int | None:
+    """In a rehearsal of the full profile, the batches every pass over a split reads; else None.
+
+    `COURSE_REHEARSAL=2` (set by `course rehearse`) runs the full profile's data, image sizes, widths and
+    code paths with every pass over a loader cut to 2 batches and the counts the top cell marks
+    `rehearse=` cut too: minutes on a CPU or a GPU instead of an hour, to find what would crash, run out of
+    memory or take too long before a GPU's quota is spent on it. Its figures mean nothing.
+    """
+    value = os.environ.get("COURSE_REHEARSAL", "")
+    if value in ("", "0") or current_profile() != "full":   # only the full profile is rehearsed
+        return None
+    if not value.isdigit():
+        raise ValueError(f"COURSE_REHEARSAL={value!r}: set it to the number of batches each pass reads (e.g. 2), "
+                         f"or unset it")
+    return int(value)
 
 
 @contextlib.contextmanager
@@ -164,4 +189,7 @@ def setup(seed: int = 0, *, profile: str | None = None, data_dir: str | Path | N
         print(f"device: {device_name(device)} | torch {torch.__version__} | torchvision "
               f"{torchvision.__version__} | profile: {profile} | data: {rt.data_dir} | seed: {seed}"
               + (" | deterministic kernels" if deterministic else ""))
+        if rehearsal_batches() is not None and profile == "full":
+            print(f"REHEARSAL of the full profile: every pass reads {rehearsal_batches()} batches and the counts marked "
+                  f"rehearse= in the top cell are cut; the figures below mean nothing (COURSE_REHEARSAL)")
     return rt

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoints
 from .metrics import classification_metrics, topk_correct
+from .runtime import rehearsal_batches
 
 PER_STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
 
@@ -62,26 +64,31 @@ def _batch_size(batch) -> int:
 # ----------------------------------------------------------------------------- checkpoints
 
 def _rng_state() -> dict:
+    """Every global RNG's state, as plain numbers: a checkpoint loaded onto any device (torch.load's
+    map_location moves tensors, and CUDA's RNG accepts only CPU bytes) restores it the same way."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-             "torch": torch.get_rng_state()}
+             "torch": torch.get_rng_state().tolist()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state
+
+
+def _rng_bytes(value) -> torch.Tensor:
+    """An RNG state as torch.set_rng_state wants it, a CPU uint8 tensor, from a list (how fit saves it) or
+    from a tensor on any device (how checkpoints written before saved it, moved by map_location)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.uint8)
+    return torch.tensor(value, dtype=torch.uint8)
 
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(_rng_bytes(state["torch"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write atomically (see `checkpoints.save`): a run killed mid-write leaves the old file intact."""
-    checkpoints.save(path, state)
+        torch.cuda.set_rng_state_all([_rng_bytes(s) for s in state["cuda"]])
 
 
 @contextmanager
@@ -106,7 +113,7 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
         checkpoint: str | Path | None = None, label_smoothing: float = 0.0, amp: bool = True,
         channels_last: bool | None = None, compile: bool = False, scheduler_interval: str | None = None,
         grad_clip: float | None = None, config: dict | None = None, progress: bool = True,
-        log_every: int = 20) -> list[dict]:
+        log_every: int = 20, checkpoint_every: float = checkpoints.SAVE_EVERY_SECONDS) -> list[dict]:
     """Train `model` for `epochs` passes over `train_batches`; return one dict per epoch.
 
     step: `(model, batch) -> (loss, metrics)`; default: cross-entropy with `label_smoothing`.
@@ -120,6 +127,10 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
         its weights, history and RNG state (no optimizer state) and is not trained again. Resuming
         gives the same weights as an uninterrupted run where every kernel is deterministic (the CPU;
         on a GPU, cuDNN's autotuned kernels and atomics can differ in the last bits).
+    checkpoint_every: seconds of training between two saves of an unfinished run, at the end of an epoch
+        (default 10 minutes): a disconnect loses at most about that much, and a full-width network's
+        100 MB are not rewritten after every short epoch (on Google Drive each rewrite also fills the
+        trash, which counts against the quota). The finished run is always saved; 0 saves every epoch.
     amp: mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with a grad scaler);
         amp=False is true fp32, TF32 included (switched off for the run).
     channels_last: NHWC memory layout (default: on CUDA and the CPU). compile: `torch.compile` the model.
@@ -133,6 +144,8 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
     if not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"epochs must be a positive whole number, not {epochs!r}")
     steps_per_epoch = len(train_batches)
+    if rehearsal_batches() is not None:   # a rehearsal of the full profile: a few steps per epoch (runtime.rehearsal_batches)
+        steps_per_epoch = min(steps_per_epoch, rehearsal_batches())
     if steps_per_epoch == 0:
         raise ValueError(
             f"train_batches has no batch: an epoch would train nothing ({_describe(train_batches)}). Lower the "
@@ -196,13 +209,15 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
             print(f"training anew: {len(earlier)} checkpoint(s) of other settings under this name, e.g. "
                   f"{earlier[-1].name}{note}")
 
+    last_save = time.monotonic()
     with _fp32_means_fp32(device, amp_dtype):
         for epoch in range(start, epochs):
             record = _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scaler, step,
-                                      epoch=epoch, epochs=epochs, device=device, amp_dtype=amp_dtype,
-                                      channels_last=channels_last, scheduler_interval=scheduler_interval,
-                                      grad_clip=grad_clip, check_every=check_every, progress=progress,
-                                      log_every=log_every, last_good=path)
+                                      epoch=epoch, epochs=epochs, steps=steps_per_epoch, device=device,
+                                      amp_dtype=amp_dtype, channels_last=channels_last,
+                                      scheduler_interval=scheduler_interval, grad_clip=grad_clip,
+                                      check_every=check_every, progress=progress, log_every=log_every,
+                                      last_good=path)
             if val_batches is not None:
                 t = time.perf_counter()
                 result = evaluate_fn(run_model, val_batches, amp=amp)
@@ -212,8 +227,8 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
             history.append(record)
             if progress:
                 print(_epoch_line(record, epochs))
-            if path is not None:
-                finished = epoch + 1 == epochs
+            finished = epoch + 1 == epochs
+            if path is not None and (finished or time.monotonic() - last_save >= checkpoint_every):
                 state = {"identity": json.dumps(identity, sort_keys=True, default=str), "digest": digest,
                          "epoch": epoch + 1, "finished": finished, "model": model.state_dict(),
                          "rng": _rng_state(), "history": history}
@@ -221,6 +236,7 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
                     state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
                                  scheduler=scheduler.state_dict() if scheduler is not None else None)
                 checkpoints.save(path, state)
+                last_save = time.monotonic()
     return history
 
 
@@ -235,13 +251,14 @@ def _describe(batches) -> str:
 
 
 def _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scaler, step, *, epoch: int,
-                     epochs: int, device, amp_dtype, channels_last: bool, scheduler_interval: str,
+                     epochs: int, steps: int, device, amp_dtype, channels_last: bool, scheduler_interval: str,
                      grad_clip, check_every: int, progress: bool, log_every: int, last_good) -> dict:
-    """One pass over the training batches; the per-epoch record (means of the step's metrics, lr, speed)."""
+    """One pass over the training batches (`steps` of them); the per-epoch record (means of the step's
+    metrics, lr, speed)."""
     if hasattr(train_batches, "set_epoch"):
         train_batches.set_epoch(epoch)
     model.train()
-    steps_per_epoch = len(train_batches)
+    steps_per_epoch = steps
     sums: dict[str, torch.Tensor] = {}
     images = 0
     first_bad = torch.tensor(-1, device=device)
@@ -249,6 +266,8 @@ def _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scal
     bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress,
                total=steps_per_epoch)
     for i, batch in enumerate(bar):
+        if i == steps_per_epoch:   # a rehearsal's cut epoch (runtime.rehearsal_batches)
+            break
         batch = _to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss, metrics = step(run_model, batch)
@@ -260,7 +279,7 @@ def _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scal
         scaler.step(optimizer)
         scaler.update()
         if scheduler is not None and scheduler_interval == "step":
-            scheduler.step()
+            _scheduler_step(scheduler)
 
         n = _batch_size(batch)
         images += n
@@ -278,11 +297,21 @@ def _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scal
         if progress and (i + 1) % log_every == 0:
             bar.set_postfix(loss=f"{float(sums['loss']) / images:.3f}")
     if scheduler is not None and scheduler_interval == "epoch":
-        scheduler.step()
+        _scheduler_step(scheduler)
     seconds = time.perf_counter() - began  # exact on a GPU: the NaN check at the last step synchronised
     return {"epoch": epoch + 1, **{k: float(v) / images for k, v in sums.items()},
             "lr": optimizer.param_groups[0]["lr"], "images": images, "seconds": seconds,
             "images_per_s": images / seconds}
+
+
+def _scheduler_step(scheduler) -> None:
+    """scheduler.step(), without the warning that fp16's grad scaler sets off: the scaler skips the optimizer's
+    step while it searches for its scale (the first steps, or a step whose gradients overflowed), and PyTorch
+    then warns that "lr_scheduler.step() was called before optimizer.step()" and that the schedule's first
+    value is skipped. The schedule counts steps, skipped ones included, so that it ends where it was set to."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        scheduler.step()
 
 
 def _last_good(path) -> str:
@@ -324,9 +353,12 @@ def _inference(model: torch.nn.Module, batches, amp: bool):
     model.eval()
     device = next(model.parameters()).device
     amp_dtype = autocast_dtype(device, amp)
+    cap = rehearsal_batches()
     try:
         with _fp32_means_fp32(device, amp_dtype):
-            for batch in batches:
+            for i, batch in enumerate(batches):
+                if cap is not None and i == cap:   # a rehearsal reads a few batches (runtime.rehearsal_batches)
+                    break
                 batch = _to_device(batch, device, channels_last=False)
                 x = batch[0] if isinstance(batch, (list, tuple)) else batch
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

@@ -1,4 +1,5 @@
 import re
+import warnings
 import threading
 from functools import partial
 from pathlib import Path
@@ -64,7 +65,8 @@ def _run(tiny_data, ckpt, epochs=4):
     model = _small_model(seed=1, dropout=0.2)  # dropout: resuming must restore the RNG too
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.05, total_steps=epochs * 3)
-    history = train.fit(model, _batches(tiny_data, seed=5), epochs, opt, sched, checkpoint=ckpt, progress=False)
+    history = train.fit(model, _batches(tiny_data, seed=5), epochs, opt, sched, checkpoint=ckpt, progress=False,
+                        checkpoint_every=0)   # saved after every epoch: these tests interrupt between epochs
     return model, history
 
 
@@ -198,7 +200,7 @@ def test_non_finite_weights_are_never_saved(tiny_data, tmp_path):
     with pytest.raises(train.NonFiniteLossError, match=r"after epoch 2 of 3.*weights or BatchNorm statistics.*"
                                                        r"not saved; the last good checkpoint of this run is"):
         train.fit(model, _batches(tiny_data), 3, opt, step=_poison_batchnorm_at(5), checkpoint=tmp_path / "run.pt",
-                  progress=False)
+                  progress=False, checkpoint_every=0)
     [path] = _files(tmp_path)
     saved = torch.load(path, weights_only=True)
     assert saved["epoch"] == 1
@@ -379,3 +381,64 @@ def test_evaluation_in_fp32_uses_the_same_tf32_switch(monkeypatch):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     train.evaluate(model, [(torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0]))], amp=False)
     assert entered == [("cpu", None)]
+
+
+def test_an_unfinished_run_is_saved_once_per_checkpoint_every_and_the_finished_run_always(tiny_data, tmp_path,
+                                                                                       monkeypatch):
+    saved = []
+    real = checkpoints.save
+    monkeypatch.setattr(checkpoints, "save", lambda path, state: (saved.append(state["epoch"]), real(path, state)))
+    model = _small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    train.fit(model, _batches(tiny_data), 4, opt, checkpoint=tmp_path / "run.pt", progress=False)
+    assert saved == [4]   # four short epochs: only the finished run is written (default: every 10 minutes)
+    clock = iter(range(0, 10_000, 100))   # each call of the clock: 100 s later
+    monkeypatch.setattr(train.time, "monotonic", lambda: next(clock))
+    saved.clear()
+    model = _small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.02)
+    train.fit(model, _batches(tiny_data), 4, opt, checkpoint=tmp_path / "run.pt", progress=False, checkpoint_every=150)
+    assert saved == [2, 4]   # 200 s after the start, then the end
+
+
+def test_a_checkpoint_restores_the_random_state_whatever_device_it_was_loaded_onto(tiny_data, tmp_path):
+    # torch.load(map_location=device) moves every tensor to the device; CUDA's and the CPU's RNG accept only
+    # CPU bytes, so a resume on a GPU raised TypeError. The meta device stands in for CUDA here.
+    torch.manual_seed(7)
+    _run(tiny_data, tmp_path / "run.pt", epochs=1)
+    [path] = _files(tmp_path)
+    expected = torch.load(path, weights_only=True)["rng"]
+    state = checkpoints.load(path, "meta")
+    assert state["model"]["stem.conv.weight"].device.type == "meta"
+    torch.manual_seed(123)
+    train._set_rng_state(state["rng"])
+    assert torch.equal(torch.get_rng_state(), torch.tensor(expected["torch"], dtype=torch.uint8))
+    # a checkpoint written before (RNG state as tensors) is restored too, wherever its tensors are
+    old = {**expected, "torch": torch.tensor(expected["torch"], dtype=torch.uint8)}
+    torch.manual_seed(123)
+    train._set_rng_state(old)
+    assert torch.equal(torch.get_rng_state(), old["torch"])
+
+
+def test_fp16_loss_scaling_skipping_its_first_steps_raises_no_scheduler_warning(tiny_data, monkeypatch):
+    # fp16 (a T4) trains with a grad scaler, which skips the optimizer step while it looks for its scale;
+    # PyTorch then warned "lr_scheduler.step() before optimizer.step()" in every run. The CPU's scaler does the same.
+    monkeypatch.setattr(train, "autocast_dtype", lambda device, amp: torch.float16 if amp else None)
+    model = _small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.01, total_steps=2 * 3)
+
+    calls = []
+
+    def step(m, batch):   # a first step whose scaled gradients overflow (the loss itself stays finite): the scaler
+        calls.append(1)    # skips the optimizer and lowers its scale, as on a GPU in fp16
+        loss, metrics = train.classification_step(m, batch)
+        return (loss * 1e36 if len(calls) == 1 else loss), metrics
+    stepped = []
+    real = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: (stepped.append(1), real(self, *a, **k))[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = train.fit(model, _batches(tiny_data), 2, opt, sched, step=step, progress=False)
+    assert len(calls) == 2 * 3 and len(stepped) < len(calls)   # the scaler skipped steps, the first one at least
+    assert len(history) == 2 and sched.last_epoch == 2 * 3   # and the schedule counted every step
