@@ -103,3 +103,29 @@ def test_imagenet_weights_offline_fail_fast_and_clearly(monkeypatch, tmp_path):
 def test_summary_lists_the_stages():
     text = str(models.summary(models.resnet18(), input_size=(1, 3, 32, 32), depth=1))
     assert "layer4" in text and "11,173,962" in text
+
+
+
+# Operations whose backward PyTorch lists as having no deterministic CUDA version (torch.use_deterministic_algorithms'
+# docstring): with DETERMINISTIC = True they would warn at every step. nn.AdaptiveAvgPool2d is on the list, but
+# pooling to 1×1 is computed as a mean (ATen's adaptive_avg_pool2d), whose backward is a broadcast: deterministic.
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+def test_no_backward_of_the_networks_lacks_a_deterministic_version_on_a_gpu(stem):
+    from helpers import autoencoders
+    net = models.resnet18(stem=stem, widths=(8, 16, 32, 64))
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    seen, stack = set(), [net(x).sum().grad_fn]
+    for decoder in (autoencoders.stage_decoder(16, 3, s) for s in (1, 2, 4)):
+        stack.append(decoder(torch.randn(2, 16, 8, 8, requires_grad=True)).sum().grad_fn)
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        stack += [f for f, _ in fn.next_functions]
+    names = {type(fn).__name__ for fn in seen}
+    assert "MeanBackward1" in names   # the head's pooling
+    nondeterministic = {"AdaptiveAvgPool2DBackward0", "AdaptiveMaxPool2DBackward0", "UpsampleBilinear2DBackward0",
+                        "UpsampleBicubic2DBackward0", "ReflectionPad2DBackward0", "GridSampler2DBackward0",
+                        "AvgPool3DBackward0"}
+    assert not names & nondeterministic, names & nondeterministic
