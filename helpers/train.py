@@ -106,6 +106,12 @@ def _fp32_means_fp32(device: torch.device, amp_dtype):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def true_fp32(device: torch.device | str):
+    """A block in true fp32 on CUDA: TF32 off (setup() turns it on for speed; on Ampere and newer GPUs it rounds
+    matrix products to 10 bits of mantissa), put back after. Nothing changes on the CPU or a T4."""
+    return _fp32_means_fp32(torch.device(device), None)
+
+
 # ----------------------------------------------------------------------------- the loop
 
 def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.optim.Optimizer,
