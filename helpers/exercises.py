@@ -1,5 +1,5 @@
-"""What a notebook does with an exercise's answer: call it without letting it stop the lesson, and
-test it without a stray warning costing its points.
+"""What a notebook does with an exercise's answer: call it without letting it stop the lesson, test it
+without a stray warning costing its points, and check on a CPU that it would run on a GPU too.
 
 In the student version (`course release`) every solution is a stub that raises NotImplementedError.
 The lesson's own cells that use an exercise's function call it through `attempt`, so that a notebook
@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import warnings
 from typing import Any, Callable
+
+import torch
+from torch.overrides import TorchFunctionMode
 
 
 def attempt(exercise: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
@@ -33,3 +36,158 @@ def quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+# ----------------------------------------------------------------------------- would it run on a GPU?
+
+class DeviceError(AssertionError):
+    """An answer that works on the CPU and would fail on a GPU (the message says where and why)."""
+
+
+# torch functions that create a tensor from sizes or Python data: on the CPU unless given device=
+_FACTORIES = {"tensor", "as_tensor", "asarray", "from_numpy", "zeros", "ones", "full", "empty", "empty_strided",
+              "rand", "randn", "randint", "randperm", "arange", "range", "linspace", "logspace", "eye", "normal",
+              "tril_indices", "triu_indices", "scalar_tensor", "bernoulli", "poisson"}
+# operations that accept tensors on two devices: indices and values of a CUDA tensor may live on the CPU,
+# and these copy or only read metadata
+_MIXING_ALLOWED = {"__getitem__", "__setitem__", "index_put_", "index_put", "copy_", "to", "cpu", "cuda", "type",
+                   "__get__", "__set__", "__repr__", "__str__", "__format__", "__len__", "size", "dim", "numel",
+                   "numpy", "tolist", "item", "__bool__", "__int__", "__float__", "__index__", "__iter__",
+                   "__contains__", "detach", "clone", "contiguous", "float", "double", "long", "int", "bool", "half"}
+
+
+def _tensors(value, depth: int = 0):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)) and depth < 3:
+        for v in value:
+            yield from _tensors(v, depth + 1)
+    elif isinstance(value, dict) and depth < 3:
+        for v in value.values():
+            yield from _tensors(v, depth + 1)
+
+
+def _generators(value):
+    if isinstance(value, torch.Generator):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _generators(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _generators(v)
+
+
+class _Tracker(TorchFunctionMode):
+    """Follows, on the CPU, where each tensor would be if the inputs were on a GPU: 'gpu' (the inputs, what
+    is computed from them, what is created with device= or moved with .to(device)) or 'cpu' (created
+    without device=, or moved with .cpu()). Records the first operation CUDA would refuse: tensors of both
+    kinds in one operation (a CPU tensor with one element, a Python-like scalar, is allowed, as are CPU
+    indices into a GPU tensor), or a random draw whose generator is on the other device."""
+
+    def __init__(self, inputs, generators):
+        super().__init__()
+        self.where: dict[int, tuple[str, str, torch.Tensor]] = {}   # id -> (device, how it was made, the tensor)
+        self.gpu_generators = {id(g) for g in generators}
+        self.problem: str | None = None
+        for t in inputs:
+            self._mark(t, "gpu", "an input")
+
+    def _mark(self, t: torch.Tensor, device: str, how: str) -> None:
+        self.where[id(t)] = (device, how, t)   # the tensor is kept: its id is not reused during the check
+
+    def device_of(self, t: torch.Tensor) -> tuple[str, str]:
+        device, how, _ = self.where.get(id(t), ("cpu", "a tensor from outside the function", None))
+        return device, how
+
+    def _named_device(self, value) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, torch.Tensor):
+            return self.device_of(value)[0]
+        if isinstance(value, str):
+            return "cpu" if value.split(":")[0] == "cpu" else "gpu"
+        if isinstance(value, torch.device):   # images.device, DEVICE: the device the lesson runs on
+            return "gpu"
+        return None
+
+    def _report(self, text: str) -> None:
+        if self.problem is None:
+            self.problem = text
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", str(func))
+        inputs = list(_tensors(args)) + list(_tensors(kwargs))
+        found = [(t, *self.device_of(t)) for t in inputs]
+        gpu_in = any(d == "gpu" for _, d, _ in found)
+        # where the result would be
+        if name.startswith("new_") or name.endswith("_like"):
+            device = self._named_device(kwargs.get("device")) or (found[0][1] if found else "cpu")
+        elif name in _FACTORIES and not inputs:
+            device = self._named_device(kwargs.get("device")) or "cpu"
+            generator = kwargs.get("generator")
+            if generator is not None and (id(generator) in self.gpu_generators) != (device == "gpu"):
+                self._report(f"`torch.{name}` draws with a generator on the {'GPU' if device == 'cpu' else 'CPU'} "
+                             f"into a tensor on the {'CPU' if device == 'cpu' else 'GPU'}: on a GPU the generator and "
+                             f"the tensor must share a device (pass device= the inputs' device)")
+        elif name == "to":
+            named = [self._named_device(a) for a in list(args[1:]) + list(kwargs.values())]
+            named = [d for d in named if d is not None]
+            device = named[0] if named else (found[0][1] if found else "cpu")
+        elif name == "cpu":
+            device = "cpu"
+        elif name == "cuda":
+            device = "gpu"
+        elif name in ("__getitem__", "__setitem__") and found:
+            device = found[0][1]
+            index = list(_tensors(args[1:2]))   # (a value written may come from any device: it is copied)
+            if device == "cpu" and any(self.device_of(t)[0] == "gpu" for t in index):
+                self._report(f"indexing a tensor on the CPU ({found[0][2]}) with an index on the GPU: on a GPU "
+                             f"both must be on the GPU (create it with device=)")
+        else:
+            device = "gpu" if gpu_in else "cpu"
+            if name not in _MIXING_ALLOWED and gpu_in:
+                lone = [(t, how) for t, d, how in found if d == "cpu" and t.numel() > 1]
+                if lone:
+                    t, how = lone[0]
+                    self._report(f"`{name}` mixes tensors on two devices: one of shape {tuple(t.shape)} on the CPU "
+                                 f"({how}) and the inputs' on the GPU. Create tensors on the inputs' device "
+                                 f"(e.g. torch.zeros(n, device=x.device)) or move them there (.to(x.device))")
+        if name in _FACTORIES and not inputs:
+            how = f"made by `torch.{name}`" + ("" if "device" in kwargs else " without device=")
+        elif device == "cpu" and any(d == "cpu" for _, d, _ in found):   # where the CPU tensor it comes from was made
+            how = next(h for _, d, h in found if d == "cpu")
+        else:
+            how = f"made by `{name}`"
+        for t in _tensors(out):
+            self._mark(t, device, how)
+        return out
+
+
+def same_device(fn: Callable[..., Any], *args, **kwargs) -> Any:
+    """`fn(*args, **kwargs)`, checked on the CPU for what would fail on a GPU; its result.
+
+    The lessons run an answer on the GPU, with inputs there (and random draws from a generator there);
+    a test on the CPU cannot see a tensor made without `device=`, since everything is on the CPU. This
+    follows every torch operation of the call and treats the arguments (tensors and generators) as if they
+    were on a GPU; it raises DeviceError if the answer mixes them with tensors it made on the CPU, draws
+    with a generator on the other device, or returns a result on the CPU. What it cannot see: operations
+    outside torch (NumPy), and device rules that only the GPU's own kernels apply.
+    """
+    inputs = list(_tensors(args)) + list(_tensors(kwargs))
+    tracker = _Tracker(inputs, list(_generators(args)) + list(_generators(kwargs)))
+    with tracker:
+        result = fn(*args, **kwargs)
+    if tracker.problem is None:
+        for t in _tensors(result):
+            device, how = tracker.device_of(t)
+            if device == "cpu" and inputs:
+                tracker.problem = (f"it returns a tensor of shape {tuple(t.shape)} on the CPU ({how}) for inputs on "
+                                   f"the GPU: create it on the inputs' device (device=x.device)")
+                break
+    if tracker.problem:
+        name = getattr(fn, "__name__", "the function")
+        raise DeviceError(f"{name} works on the CPU but would fail on a GPU: {tracker.problem}")
+    return result

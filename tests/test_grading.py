@@ -127,7 +127,7 @@ def layerwise_lr_groups(model, head_lr, decay):
 def hardest_pairs(d, labels):
     n = len(labels)
     same = labels[:, None].eq(labels[None, :])
-    others = same & ~torch.eye(n, dtype=torch.bool)
+    others = same & ~torch.eye(n, dtype=torch.bool, device=d.device)
     big = float(d.abs().max()) + 1.0                 # beyond every distance: never picked
     positive = torch.where(others, d, torch.full_like(d, -big)).argmax(1)
     negative = torch.where(~same, d, torch.full_like(d, big)).argmin(1)
@@ -147,7 +147,7 @@ def recall_at_1(d, labels):
     d = torch.as_tensor(d).double()
     labels = torch.as_tensor(labels)
     n = len(labels)
-    d = d + torch.diag(torch.full((n,), float("inf"), dtype=torch.float64))   # itself: infinitely far
+    d = d + torch.diag(torch.full((n,), float("inf"), dtype=torch.float64, device=d.device))   # itself: infinitely far
     partner = (labels[:, None] == labels[None, :]).sum(1) > 1
     hits = [bool(labels[int(d[i].argmin())] == labels[i]) for i in range(n) if partner[i]]
     return sum(hits) / len(hits)
@@ -155,12 +155,12 @@ def recall_at_1(d, labels):
     ("05", "ex1_balanced_pairs"): '''
 def balanced_pairs(labels, generator=None):
     labels = torch.as_tensor(labels)
-    n = len(labels)
-    similar = torch.zeros(n, dtype=torch.bool)
-    similar[torch.randperm(n, generator=generator)[:n // 2]] = True
+    n, on = len(labels), labels.device
+    similar = torch.zeros(n, dtype=torch.bool, device=on)
+    similar[torch.randperm(n, generator=generator, device=on)[:n // 2]] = True
     same = labels[:, None] == labels[None, :]
-    allowed = torch.where(similar[:, None], same & ~torch.eye(n, dtype=torch.bool), ~same)
-    scores = torch.rand(n, n, generator=generator).masked_fill(~allowed, -1.0)   # the best of iid scores: uniform
+    allowed = torch.where(similar[:, None], same & ~torch.eye(n, dtype=torch.bool, device=on), ~same)
+    scores = torch.rand(n, n, generator=generator, device=on).masked_fill(~allowed, -1.0)   # the best of iid scores: uniform
     return scores.argmax(1), similar
 ''',
     ("05", "ex2_nt_xent_from_similarity"): '''
@@ -229,8 +229,8 @@ def feature_map_sizes(size, stem):
 def cutout(images, size, generator=None):
     out = images.clone()
     B, _, H, W = images.shape
-    top = torch.randint(0, H - size + 1, (B,), generator=generator)
-    left = torch.randint(0, W - size + 1, (B,), generator=generator)
+    top = torch.randint(0, H - size + 1, (B,), generator=generator, device=images.device)
+    left = torch.randint(0, W - size + 1, (B,), generator=generator, device=images.device)
     for b in range(B):
         out[b, :, top[b]:top[b] + size, left[b]:left[b] + size] = 0
     return out
@@ -244,6 +244,25 @@ def cutout(images, size, generator=None):
         t, l = max(int(cy[b]) - size // 2, 0), max(int(cx[b]) - size // 2, 0)
         out[b, :, t:int(cy[b]) - size // 2 + size, l:int(cx[b]) - size // 2 + size] = 0
     return out
+''', False),
+    "a cutout mask made on the CPU (fails on a GPU)": (("02", "ex1_cutout"), '''
+def cutout(images, size, generator=None):
+    B, _, H, W = images.shape
+    cy = torch.randint(0, H, (B,), generator=generator, device=images.device)
+    cx = torch.randint(0, W, (B,), generator=generator, device=images.device)
+    rows, cols = torch.arange(H)[None, :, None], torch.arange(W)[None, None, :]          # on the CPU
+    top, left = (cy - size // 2)[:, None, None], (cx - size // 2)[:, None, None]
+    hide = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return images.masked_fill(hide[:, None], 0)
+''', False),
+    "accumulators made on the CPU (fails on a GPU)": (("02", "ex2_channel_stats"), '''
+def channel_stats(batches):
+    total, squares, count = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0
+    for b in batches:
+        x = b.double() / 255
+        total, squares, count = total + x.sum((0, 2, 3)), squares + (x * x).sum((0, 2, 3)), count + x[:, 0].numel()
+    mean = total / count
+    return mean, (squares / count - mean ** 2).clamp(min=0).sqrt()
 ''', False),
     "the mean of per-batch stds": (("02", "ex2_channel_stats"), '''
 def channel_stats(batches):
@@ -281,6 +300,14 @@ def hardest_pairs(d, labels):
     others = same & ~torch.eye(len(labels), dtype=torch.bool)
     positive = d.masked_fill(~others, math.inf).argmin(1)
     negative = d.masked_fill(same, -math.inf).argmax(1)
+    return torch.where(others.any(1), positive, -1), torch.where((~same).any(1), negative, -1)
+''', False),
+    "the identity mask made on the CPU (fails on a GPU)": (("04", "ex1_hardest_pairs"), '''
+def hardest_pairs(d, labels):
+    same = labels[:, None] == labels[None, :]
+    others = same & ~torch.eye(len(labels), dtype=torch.bool)
+    positive = d.masked_fill(~others, -math.inf).argmax(1)
+    negative = d.masked_fill(same, math.inf).argmin(1)
     return torch.where(others.any(1), positive, -1), torch.where((~same).any(1), negative, -1)
 ''', False),
     "divided by n_j, not 1 + n_j": (("04", "ex2_center_update"), '''
@@ -333,29 +360,29 @@ def balanced_pairs(labels, generator=None):
     "always the first allowed partner": (("05", "ex1_balanced_pairs"), '''
 def balanced_pairs(labels, generator=None):
     labels = torch.as_tensor(labels)
-    n = len(labels)
-    similar = torch.zeros(n, dtype=torch.bool)
-    similar[torch.randperm(n, generator=generator)[:n // 2]] = True
+    n, on = len(labels), labels.device
+    similar = torch.zeros(n, dtype=torch.bool, device=on)
+    similar[torch.randperm(n, generator=generator, device=on)[:n // 2]] = True
     same = labels[:, None] == labels[None, :]
-    allowed = torch.where(similar[:, None], same & ~torch.eye(n, dtype=torch.bool), ~same)
+    allowed = torch.where(similar[:, None], same & ~torch.eye(n, dtype=torch.bool, device=on), ~same)
     return allowed.float().argmax(1), similar                  # the first one, every time: not uniform
 ''', True),
     "a class drawn first, then an image of it": (("05", "ex1_balanced_pairs"), '''
 def balanced_pairs(labels, generator=None):
     labels = torch.as_tensor(labels)
-    n = len(labels)
-    similar = torch.zeros(n, dtype=torch.bool)
-    similar[torch.randperm(n, generator=generator)[:n // 2]] = True
+    n, on = len(labels), labels.device
+    similar = torch.zeros(n, dtype=torch.bool, device=on)
+    similar[torch.randperm(n, generator=generator, device=on)[:n // 2]] = True
     classes = labels.unique()
-    partner = torch.empty(n, dtype=torch.long)
+    partner = torch.empty(n, dtype=torch.long, device=on)
     for i in range(n):
         if similar[i]:
-            allowed = torch.nonzero((labels == labels[i]) & (torch.arange(n) != i)).flatten()
+            allowed = torch.nonzero((labels == labels[i]) & (torch.arange(n, device=on) != i)).flatten()
         else:
             others = classes[classes != labels[i]]
-            c = others[torch.randint(len(others), (1,), generator=generator)]   # uniform over classes, not images
+            c = others[torch.randint(len(others), (1,), generator=generator, device=on)]   # uniform over classes, not images
             allowed = torch.nonzero(labels == c).flatten()
-        partner[i] = allowed[torch.randint(len(allowed), (1,), generator=generator)]
+        partner[i] = allowed[torch.randint(len(allowed), (1,), generator=generator, device=on)]
     return partner, similar
 ''', True),
     "the global random generator": (("05", "ex1_balanced_pairs"), '''
@@ -368,6 +395,25 @@ def balanced_pairs(labels, generator=None):
     allowed = torch.where(similar[:, None], same & ~torch.eye(n, dtype=torch.bool), ~same)
     return torch.rand(n, n).masked_fill(~allowed, -1.0).argmax(1), similar
 ''', False),
+    "pairs drawn on the CPU for labels on the GPU": (("05", "ex1_balanced_pairs"), '''
+def balanced_pairs(labels, generator=None):
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    similar = torch.zeros(n, dtype=torch.bool)
+    similar[torch.randperm(n, generator=generator)[:n // 2]] = True
+    same = labels[:, None] == labels[None, :]
+    allowed = torch.where(similar[:, None], same & ~torch.eye(n, dtype=torch.bool), ~same)
+    scores = torch.rand(n, n, generator=generator).masked_fill(~allowed, -1.0)
+    return scores.argmax(1), similar
+''', False),
+    "the diagonal mask made on the CPU (fails on a GPU)": (("05", "ex2_nt_xent_from_similarity"), '''
+def nt_xent_from_similarity(similarity, temperature):
+    s = torch.as_tensor(similarity).float() / temperature
+    n = s.shape[0] // 2
+    s = s.masked_fill(torch.eye(2 * n, dtype=torch.bool), -math.inf)
+    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return (torch.logsumexp(s, dim=1) - s[torch.arange(2 * n), positive]).mean()
+''', False),
     "the view itself kept in the denominator": (("05", "ex2_nt_xent_from_similarity"), '''
 def nt_xent_from_similarity(similarity, temperature):
     s = torch.as_tensor(similarity).float() / temperature
@@ -379,7 +425,7 @@ def nt_xent_from_similarity(similarity, temperature):
 def nt_xent_from_similarity(similarity, temperature):
     e = torch.exp(torch.as_tensor(similarity).float() / temperature)
     n = e.shape[0] // 2
-    e = e * (1 - torch.eye(2 * n))
+    e = e * (1 - torch.eye(2 * n, device=e.device))
     positive = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
     return (torch.log(e.sum(1)) - torch.log(e[torch.arange(2 * n), positive])).mean()
 ''', True),
@@ -431,6 +477,14 @@ def stage_decoder(in_channels, out_channels, scale):
     "a ReLU on the class map (Grad-CAM's, not CAM's)": (("07", "ex1_cam_from_features"), '''
 def cam_from_features(features, weight):
     return torch.relu(torch.einsum("bkhw,ck->bchw", features, weight))
+''', False),
+    "maps gathered in a tensor made on the CPU (fails on a GPU)": (("07", "ex1_cam_from_features"), '''
+def cam_from_features(features, weight):
+    b, k, h, w = features.shape
+    maps = torch.zeros(b, weight.shape[0], h, w)
+    for c in range(weight.shape[0]):
+        maps[:, c] = (features * weight[c].view(1, k, 1, 1)).sum(1)
+    return maps
 ''', False),
     "rows read as x": (("07", "ex2_pointing_game"), '''
 def pointing_game(maps, boxes):

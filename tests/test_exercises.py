@@ -1,0 +1,91 @@
+"""exercises.same_device: on the CPU, the answers that would fail on a GPU are found, and the right ones pass."""
+import math
+
+import pytest
+import torch
+
+from helpers import exercises
+
+
+def cutout_right(images, size, generator=None):
+    out = images.clone()
+    B, _, H, W = images.shape
+    cy = torch.randint(0, H, (B,), generator=generator, device=images.device)
+    cx = torch.randint(0, W, (B,), generator=generator, device=images.device)
+    for b in range(B):
+        top, left = int(cy[b]) - size // 2, int(cx[b]) - size // 2
+        out[b, :, max(top, 0):max(top + size, 0), max(left, 0):max(left + size, 0)] = 0
+    return out
+
+
+def cutout_no_device(images, size, generator=None):   # draws on the CPU with the lesson's GPU generator
+    out = images.clone()
+    B, _, H, W = images.shape
+    cy = torch.randint(0, H, (B,), generator=generator)
+    cx = torch.randint(0, W, (B,), generator=generator)
+    for b in range(B):
+        out[b, :, max(int(cy[b]) - size // 2, 0):int(cy[b]) - size // 2 + size,
+            max(int(cx[b]) - size // 2, 0):int(cx[b]) - size // 2 + size] = 0
+    return out
+
+
+def cutout_cpu_mask(images, size, generator=None):   # a mask made on the CPU, multiplied with the GPU images
+    B, _, H, W = images.shape
+    cy = torch.randint(0, H, (B,), generator=generator, device=images.device)
+    cx = torch.randint(0, W, (B,), generator=generator, device=images.device)
+    rows, cols = torch.arange(H)[None, :, None], torch.arange(W)[None, None, :]
+    keep = ~((rows - cy.cpu()[:, None, None]).abs() <= size // 2) | ~((cols - cx.cpu()[:, None, None]).abs() <= size // 2)
+    return images * keep[:, None].to(images.dtype)
+
+
+def hardest_pairs_right(d, labels):
+    n = len(labels)
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~torch.eye(n, dtype=torch.bool, device=d.device)
+    hardest_positive = d.masked_fill(~positive, -math.inf).argmax(1)
+    hardest_negative = d.masked_fill(same, math.inf).argmin(1)
+    return torch.where(positive.any(1), hardest_positive, -1), torch.where((~same).any(1), hardest_negative, -1)
+
+
+def hardest_pairs_cpu_eye(d, labels):
+    n = len(labels)
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~torch.eye(n, dtype=torch.bool)           # the identity made on the CPU
+    return d.masked_fill(~positive, -math.inf).argmax(1), d.masked_fill(same, math.inf).argmin(1)
+
+
+def result_on_the_cpu(x):
+    out = torch.zeros(len(x))                                   # filled from x, returned on the CPU
+    for i in range(len(x)):
+        out[i] = x[i].sum()
+    return out
+
+
+def cpu_indices_into_gpu_tensor(x):   # allowed by CUDA: an index on the CPU, one-element CPU tensors
+    return x[torch.arange(2)] * torch.tensor(2.0) + x[:2].sum()
+
+
+def test_answers_that_keep_to_the_inputs_device_pass_and_give_their_result():
+    images = torch.randint(1, 256, (6, 3, 10, 10), dtype=torch.uint8)
+    out = exercises.same_device(cutout_right, images, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, cutout_right(images, 4, torch.Generator().manual_seed(0)))
+    x = torch.randn(8, 3)
+    d = torch.cdist(x, x)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    exercises.same_device(hardest_pairs_right, d, labels)
+    exercises.same_device(cpu_indices_into_gpu_tensor, torch.randn(5, 3))
+    exercises.same_device(lambda f, w: torch.einsum("bkhw,ck->bchw", f, w), torch.randn(2, 3, 4, 4), torch.randn(5, 3))
+
+
+@pytest.mark.parametrize("fn, args, words", [
+    (cutout_no_device, (torch.randint(1, 256, (4, 3, 8, 8), dtype=torch.uint8), 3), "draws with a generator on the GPU"),
+    (cutout_cpu_mask, (torch.randint(1, 256, (4, 3, 8, 8), dtype=torch.uint8), 3), "on the CPU"),
+    (hardest_pairs_cpu_eye, (torch.rand(6, 6), torch.tensor([0, 0, 1, 1, 2, 2])), "made by `torch.eye` without device="),
+    (result_on_the_cpu, (torch.randn(4, 3),), "returns a tensor of shape (4,) on the CPU"),
+])
+def test_answers_that_would_fail_on_a_gpu_are_named_with_the_operation(fn, args, words):
+    kwargs = {"generator": torch.Generator().manual_seed(1)} if fn.__name__.startswith("cutout") else {}
+    fn(*args, **kwargs)   # each of them works on the CPU
+    with pytest.raises(exercises.DeviceError, match=fn.__name__ + " works on the CPU but would fail on a GPU") as err:
+        exercises.same_device(fn, *args, **kwargs)
+    assert words in str(err.value)
