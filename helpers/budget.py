@@ -1,12 +1,19 @@
-"""How much compute a notebook's profile needs, said before its first training cell.
+"""How much time a notebook's profile needs, said before its first training cell.
 
 `training_flops` counts the FLOPs of training one image (forward and backward, with
-torch.utils.flop_counter); a `Plan` lists what a notebook will train (each model, at what
-resolution, for how many images in total) and `Plan.report` prints the total with two estimates:
-one for a T4 (from `T4_TFLOPS`) and one for the device at hand, from timing a few real steps.
+torch.utils.flop_counter). A `Plan` lists everything the notebook will do that takes time: what it
+trains (each model, at what resolution, for how many images in total: `add`), what it runs forward
+only (evaluation after every epoch, features, maps, deletion curves: `add_inference`, in forward
+passes), and the work on the host's CPU (loading data, t-SNE, metrics computed in NumPy:
+`add_host`, in seconds measured on this machine). `Plan.report` prints the total with two
+estimates: one for a T4 (GPU work from the T4 rates below, host work as measured here: Colab's VM
+has 2 CPU cores, as this course's build machine) and one for the device at hand, from timing a few
+real steps.
 
     plan = budget.Plan("02_augmentation")
     plan.add("seed 002 rows", lambda: models.resnet18(), images=5 * 60 * 50_000, size=32)
+    plan.add_inference("test accuracy after every epoch", lambda: models.resnet18(), images=60 * 10_000, size=32)
+    plan.add_host("t-SNE of 2,000 points", seconds=budget.time_host(lambda: tsne_of(sample)) * scale)
     plan.report(rt.device)
 
 FLOPs here are what flop_counter counts: matrix products and convolutions (2 per multiply-add).
@@ -69,6 +76,16 @@ T4_FP32_TFLOPS = T4_RESNET50_FP32_TRAINING_IMAGES_PER_S * RESNET50_TRAINING_FLOP
 the README's fp32 columns. Runs that train in true fp32 (`fit(amp=False)`, the seed reports' recipes)
 are budgeted at this rate, 3.5× slower than mixed precision."""
 
+# Inference, from the same README's T4 columns (the T4 inference figures are measured there; no scaling):
+# ResNet-50 forward passes at 224 px, batch 256.
+RESNET50_FORWARD_FLOPS = 8_178_368_512   # training_flops(torchvision.models.resnet50(), 224, trainable=()) (recounted in the tests)
+T4_INFERENCE_TFLOPS = T4_RESNET50_INFERENCE_IMAGES_PER_S * RESNET50_FORWARD_FLOPS / 1e12   # ≈ 9.8, mixed precision
+T4_FP32_INFERENCE_TFLOPS = T4_RESNET50_FP32_INFERENCE_IMAGES_PER_S * RESNET50_FORWARD_FLOPS / 1e12   # ≈ 3.4
+"""Forward-only throughput assumed for a T4 (TFLOP/s): 1198 (mixed precision) and 415 (fp32) ResNet-50 images
+per second at batch 256, NVIDIA's measured T4 inference, times the forward pass's counted FLOPs. Small batches
+(a CAM method's few images at a time) and per-image Python work run slower: read these as lower bounds too."""
+
+
 # ----------------------------------------------------------------------------- counting
 
 
@@ -102,6 +119,17 @@ def _set_trainable(model: nn.Module, trainable: tuple[str, ...] | None) -> None:
     model.requires_grad_(False)
     for part in parts:
         part.requires_grad_(True)
+
+
+def time_host(fn: Callable[[], object], *, repeat: int = 1) -> float:
+    """Seconds `fn()` takes on this machine's CPU (the fastest of `repeat` calls): for `Plan.add_host`, time a
+    sample of the host work and scale it to the profile's count."""
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        began = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - began)
+    return best
 
 
 def training_flops(model: nn.Module, size: int, in_channels: int = 3,
@@ -205,22 +233,49 @@ class Plan:
         """One training run (or several alike): `images` pushed through the model in total
         (epochs × images per epoch × runs). make_model builds it; it is built here, on the CPU, to count.
         amp: whether the runs train in mixed precision (`fit`'s amp); fp32 runs are budgeted at T4_FP32_TFLOPS."""
+        if isinstance(trainable, str):
+            trainable = (trainable,)
+        self._add("train", name, make_model, images=images, size=size, in_channels=in_channels,
+                  trainable=tuple(trainable) if trainable is not None else None, amp=amp, passes=1)
+
+    def add_inference(self, name: str, make_model: Callable[[], nn.Module], *, images: int, size: int,
+                      in_channels: int = 3, amp: bool = True, passes: float = 1.0) -> None:
+        """Forward passes on the device: `images` images, each `passes` forward passes' worth (1 to evaluate;
+        about 3 for a forward and a backward pass, as a gradient-based CAM method takes; 1 + K for Score-CAM's
+        K masked copies). amp: under autocast (evaluate's default) or in fp32; budgeted at the T4's inference
+        rates (T4_INFERENCE_TFLOPS, T4_FP32_INFERENCE_TFLOPS)."""
+        if passes < 0:
+            raise ValueError(f"passes must be ≥ 0, not {passes}")
+        self._add("infer", name, make_model, images=images, size=size, in_channels=in_channels, trainable=(),
+                  amp=amp, passes=passes)
+
+    def add_host(self, name: str, *, seconds: float) -> None:
+        """Work on the host's CPU (decoding data, t-SNE, NumPy metrics, Python loops): `seconds` as measured on
+        this machine (e.g. by timing a sample with `time_host` and scaling it). Colab's VM has 2 CPU cores: a
+        figure measured on a 2-core machine stands for it."""
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be ≥ 0, not {seconds}")
+        self.rows.append({"kind": "host", "name": name, "size": None, "trainable": None, "images": 0, "amp": True,
+                          "passes": 0, "flops_per_image": 0.0, "pflop": 0.0, "t4_minutes": seconds / 60,
+                          "host_seconds": float(seconds), "_key": None})
+
+    def _add(self, kind: str, name: str, make_model, *, images, size, in_channels, trainable, amp, passes) -> None:
         if isinstance(make_model, nn.Module) or not callable(make_model):
             raise TypeError("make_model is a function that builds the model, e.g. lambda: models.resnet18()")
         if images < 0:
             raise ValueError(f"images must be ≥ 0, not {images}")
-        if isinstance(trainable, str):
-            trainable = (trainable,)
-        trainable = tuple(trainable) if trainable is not None else None
         model = make_model()
         key = (repr(model), sum(p.numel() for p in model.parameters()), size, in_channels, trainable)
         if key not in self._flops:
             self._flops[key] = training_flops(model, size, in_channels, trainable)
         self._builders[key + (amp,)] = (make_model, size, in_channels, trainable, amp)
-        flops = self._flops[key]
-        rate = T4_TFLOPS if amp else T4_FP32_TFLOPS
-        self.rows.append({"name": name, "size": size, "trainable": trainable, "images": int(images), "amp": amp,
-                          "flops_per_image": flops, "pflop": images * flops / 1e15,
+        flops = self._flops[key] * passes
+        if kind == "train":
+            rate = T4_TFLOPS if amp else T4_FP32_TFLOPS
+        else:
+            rate = T4_INFERENCE_TFLOPS if amp else T4_FP32_INFERENCE_TFLOPS
+        self.rows.append({"kind": kind, "name": name, "size": size, "trainable": trainable, "images": int(images),
+                          "amp": amp, "passes": passes, "flops_per_image": flops, "pflop": images * flops / 1e15,
                           "t4_minutes": images * flops / (rate * 1e12) / 60, "_key": key + (amp,)})
 
     @property
@@ -231,11 +286,13 @@ class Plan:
                batch_size: int = 32) -> dict:
         """Print the table, the total and the estimates (T4, and `device` when measure); return them.
 
-        Returns {"pflop", "t4_minutes", "device_minutes" (None without measure), "t4_tflops", "rows"}.
+        Returns {"pflop", "t4_minutes" (everything), "train_minutes", "inference_minutes", "host_minutes" (the
+        T4 estimate's parts), "device_minutes" (None without measure), "t4_tflops", "rows"}.
         """
         device = torch.device(device)
         pflop = self.pflop
         t4_minutes = sum(row["t4_minutes"] for row in self.rows)
+        part = {kind: sum(r["t4_minutes"] for r in self.rows if r["kind"] == kind) for kind in ("train", "infer", "host")}
         timed: dict[tuple, float] = {}
         if measure:
             for key, (make_model, size, in_channels, trainable, amp) in self._builders.items():
@@ -245,36 +302,47 @@ class Plan:
         rows = []
         for row in self.rows:
             out = {k: v for k, v in row.items() if k != "_key"}
-            if row["_key"] in timed:
-                seconds = timed[row["_key"]]
+            if row["kind"] == "host":
+                out["device_minutes"] = row["t4_minutes"]
+            elif row["_key"] in timed:
+                seconds = timed[row["_key"]] * row["passes"]
                 out["seconds_per_image"] = seconds
-                out["device_tflops"] = row["flops_per_image"] / seconds / 1e12
+                out["device_tflops"] = row["flops_per_image"] / seconds / 1e12 if seconds else 0.0
                 out["device_minutes"] = row["images"] * seconds / 60
             rows.append(out)
         device_minutes = sum(r.get("device_minutes", 0.0) for r in rows) if measure else None
 
         width = max([len(r["name"]) for r in rows] + [len("total")])
-        print(f"compute budget: {self.title} (training FLOPs per image, forward + backward, counted by flop_counter)")
-        print(f"  {'':<{width}}  {'size':>4}  {'GFLOP/image':>11}  {'images':>13}  {'PFLOP':>8}  {'T4 min':>7}"
-              + (f"  {'TFLOP/s here':>12}" if measure else ""))
+        print(f"time budget: {self.title} (GPU work in FLOPs counted by flop_counter: train = forward + backward, "
+              f"infer = forward passes; host = CPU work timed here)")
+        print(f"  {'':<{width}}  {'kind':>5}  {'size':>4}  {'GFLOP/image':>11}  {'images':>13}  {'PFLOP':>8}  "
+              f"{'T4 min':>7}" + (f"  {'TFLOP/s here':>12}" if measure else ""))
         for r in rows:
-            line = (f"  {r['name']:<{width}}  {r['size']:>4}  {r['flops_per_image'] / 1e9:>11.3f}  "
-                    f"{r['images']:>13,}  {r['pflop']:>8.3f}  {r['t4_minutes']:>6.1f}{'' if r['amp'] else '*'}")
-            if "device_tflops" in r:
-                line += f"  {r['device_tflops']:>12.3f}"
+            if r["kind"] == "host":
+                line = (f"  {r['name']:<{width}}  {'host':>5}  {'':>4}  {'':>11}  {'':>13}  {'':>8}  "
+                        f"{r['t4_minutes']:>6.1f}{'h'}")
+            else:
+                line = (f"  {r['name']:<{width}}  {r['kind']:>5}  {r['size']:>4}  {r['flops_per_image'] / 1e9:>11.3f}  "
+                        f"{r['images']:>13,}  {r['pflop']:>8.3f}  {r['t4_minutes']:>6.1f}{'' if r['amp'] else '*'}")
+                if "device_tflops" in r:
+                    line += f"  {r['device_tflops']:>12.3f}"
             print(line)
-        print(f"  {'total':<{width}}  {'':>4}  {'':>11}  {sum(r['images'] for r in rows):>13,}  {pflop:>8.3f}  "
+        print(f"  {'total':<{width}}  {'':>5}  {'':>4}  {'':>11}  {sum(r['images'] for r in rows):>13,}  {pflop:>8.3f}  "
               f"{t4_minutes:>6.1f}")
-        print(f"T4 estimate: {_minutes(t4_minutes)} for {pflop:.3g} PFLOP")
-        print(f"  assumed T4 rates: mixed precision {T4_TFLOPS:.1f} TFLOP/s (ResNet-50 training, "
-              f"{T4_RESNET50_TRAINING_IMAGES_PER_S:.0f} img/s × {RESNET50_TRAINING_FLOPS / 1e9:.1f} GFLOP), "
-              f"* fp32 {T4_FP32_TFLOPS:.1f} TFLOP/s ({T4_RESNET50_FP32_TRAINING_IMAGES_PER_S:.0f} img/s); both derived "
-              f"from NVIDIA DeepLearningExamples' published T4 and V100 throughputs (helpers.budget); optimistic for "
-              f"32-px models")
+        print(f"T4 estimate: {_minutes(t4_minutes)} (training {part['train']:.1f}, inference {part['infer']:.1f}, "
+              f"host work {part['host']:.1f}) for {pflop:.3g} PFLOP")
+        print(f"  assumed T4 rates: training, mixed precision {T4_TFLOPS:.1f} TFLOP/s (ResNet-50, "
+              f"{T4_RESNET50_TRAINING_IMAGES_PER_S:.0f} img/s × {RESNET50_TRAINING_FLOPS / 1e9:.1f} GFLOP), * fp32 "
+              f"{T4_FP32_TFLOPS:.1f} TFLOP/s ({T4_RESNET50_FP32_TRAINING_IMAGES_PER_S:.0f} img/s); inference "
+              f"{T4_INFERENCE_TFLOPS:.1f} TFLOP/s mixed, {T4_FP32_INFERENCE_TFLOPS:.1f} fp32 (measured "
+              f"{T4_RESNET50_INFERENCE_IMAGES_PER_S} and {T4_RESNET50_FP32_INFERENCE_IMAGES_PER_S} img/s); all from "
+              f"NVIDIA DeepLearningExamples' published T4 and V100 throughputs (helpers.budget); optimistic for "
+              f"small models. h: host work, timed on this machine ({_device_label(torch.device('cpu'))})")
         if measure:
-            print(f"{_device_label(device)} estimate: {_minutes(device_minutes)}, from timing {steps} training "
-                  f"steps of {batch_size} images per model after a warm-up step")
-        return {"pflop": pflop, "t4_minutes": t4_minutes, "device_minutes": device_minutes,
+            print(f"{_device_label(device)} estimate: {_minutes(device_minutes)}, from timing {steps} steps of "
+                  f"{batch_size} images per model after a warm-up step, and the host work above")
+        return {"pflop": pflop, "t4_minutes": t4_minutes, "train_minutes": part["train"],
+                "inference_minutes": part["infer"], "host_minutes": part["host"], "device_minutes": device_minutes,
                 "t4_tflops": T4_TFLOPS, "rows": rows}
 
 

@@ -1,5 +1,7 @@
 """The compute budget: FLOP counts against hand counts and torchinfo, frozen parts, the plan's sums,
 its cache, and the estimates it reports."""
+import time
+
 import pytest
 import torch
 import torchvision
@@ -183,3 +185,38 @@ def test_fp32_runs_are_budgeted_at_the_fp32_rate(capsys):
     assert fp32["t4_minutes"] / mixed["t4_minutes"] == pytest.approx(budget.T4_TFLOPS / budget.T4_FP32_TFLOPS)
     assert result["t4_minutes"] == pytest.approx(mixed["t4_minutes"] + fp32["t4_minutes"])
     assert f"fp32 {budget.T4_FP32_TFLOPS:.1f} TFLOP/s" in capsys.readouterr().out
+
+
+def test_forward_passes_and_host_work_are_counted_beside_training(capsys):
+    plan = budget.Plan("toy")
+    plan.add("train", _tiny(), images=10**9, size=4)
+    plan.add_inference("evaluate", _tiny(), images=10**9, size=4)
+    plan.add_inference("gradient maps", _tiny(), images=10**9, size=4, passes=3, amp=False)
+    plan.add_host("t-SNE", seconds=90)
+    result = plan.report("cpu", measure=False)
+    train, infer, maps, host = result["rows"]
+    forward = budget.training_flops(_tiny()(), 4, trainable=())
+    assert infer["flops_per_image"] == forward and maps["flops_per_image"] == 3 * forward
+    assert infer["t4_minutes"] == pytest.approx(10**9 * forward / (budget.T4_INFERENCE_TFLOPS * 1e12) / 60)
+    assert maps["t4_minutes"] == pytest.approx(10**9 * 3 * forward / (budget.T4_FP32_INFERENCE_TFLOPS * 1e12) / 60)
+    assert host["t4_minutes"] == 1.5 and result["host_minutes"] == 1.5
+    assert result["inference_minutes"] == pytest.approx(infer["t4_minutes"] + maps["t4_minutes"])
+    assert result["t4_minutes"] == pytest.approx(train["t4_minutes"] + result["inference_minutes"] + 1.5)
+    out = capsys.readouterr().out
+    assert "inference" in out and "host work 1.5" in out and f"{budget.T4_INFERENCE_TFLOPS:.1f} TFLOP/s mixed" in out
+
+
+def test_inference_rates_use_resnet50s_counted_forward_flops():
+    assert budget.training_flops(torchvision.models.resnet50(), 224, trainable=(), batch=1) == budget.RESNET50_FORWARD_FLOPS
+    assert budget.T4_INFERENCE_TFLOPS == pytest.approx(1198 * budget.RESNET50_FORWARD_FLOPS / 1e12)
+    assert budget.T4_FP32_INFERENCE_TFLOPS == pytest.approx(415 * budget.RESNET50_FORWARD_FLOPS / 1e12)
+    assert budget.T4_FP32_INFERENCE_TFLOPS < 8.1 and budget.T4_INFERENCE_TFLOPS < 65   # below the T4's peaks
+
+
+def test_host_work_is_timed_and_bad_counts_refused():
+    assert 0.04 < budget.time_host(lambda: time.sleep(0.05), repeat=2) < 1
+    plan = budget.Plan("toy")
+    with pytest.raises(ValueError, match="seconds"):
+        plan.add_host("negative", seconds=-1)
+    with pytest.raises(ValueError, match="passes"):
+        plan.add_inference("negative", _tiny(), images=1, size=4, passes=-1)
