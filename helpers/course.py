@@ -3,6 +3,7 @@
     course run --profile ci --out runs/ci          # every notebook, tiny subsets, minutes on a CPU
     course run --profile small 01                  # notebook 01's whole lesson, scaled for a 2-core CPU
     course run --profile full --out runs/full 01   # notebook 01 at full size (wants a GPU)
+    course rehearse 06                             # notebook 06's full profile with its counts cut, minutes
     course store runs/small 01                     # keep that run's outputs in notebooks/01_*.ipynb
     course results                                 # the tables of every profile run here, and the stored one
     course results runs/full                       # one output folder's table
@@ -266,6 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--profile", choices=PROFILES, default="ci")
     p_run.add_argument("--out", type=Path, default=None, help="output folder (default runs/<profile>)")
     p_run.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    p_reh = sub.add_parser("rehearse", help="rehearse the full profile: its data, sizes and code paths with every "
+                                            "count cut (minutes); per cell the time and the peak memory")
+    p_reh.add_argument("notebooks", nargs="*", help="number prefixes, e.g. 06 07 (default: all)")
+    p_reh.add_argument("--batches", type=int, default=2, help="batches each pass over a loader reads (default: 2)")
+    p_reh.add_argument("--out", type=Path, default=None, help="output folder (default runs/rehearsal)")
+    p_reh.add_argument("--offline-data", action="store_true",
+                       help="STL-10 from the offline stand-in, its unlabeled split repeated to 100,000 images")
+    p_reh.add_argument("--limit-gb", type=float, default=12.7, help="host memory a cell may peak at (Colab: 12.7)")
+    p_reh.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    p_reh.add_argument("--gpu-check", action="store_true",
+                       help="first interrupt a run mid-epoch and resume it on this device (the GPU check)")
     p_res = sub.add_parser("results", help="print the results tables (default: every profile's, and the stored)")
     p_res.add_argument("out", type=Path, nargs="?", default=None)
     p_store = sub.add_parser("store", help="keep a small-profile run's outputs in the notebooks")
@@ -320,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{submission}: not graded: {err}", flush=True)
                 failed.append(submission)
         return 1 if failed else 0
+    if args.command == "rehearse":
+        from . import rehearse
+        return rehearse.cli(args)
     if args.command == "store":
         store(args.out, args.notebooks)
         return 0

@@ -491,8 +491,8 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
             _write_cache(file, blob)
     # a download is remembered by its cache (Tiny ImageNet's archive also when read again from the folder
     # it was extracted to); a folder on disk says so itself, also in caches written before origins were kept
-    if reader == "folders":
-        local = f"local folder {folder}"
+    if reader == "folders":   # a folder marked with where it came from (a download, a rehearsal's stand-in) says so
+        local = read_origin(root / folder) or f"local folder {folder}"
     elif reader == "tiny":
         local = read_origin(tiny_dir) or "local folder tiny-imagenet-200"
     else:
@@ -515,6 +515,12 @@ def mark_origin(folder: Path, origin: str) -> None:
 def read_origin(folder: Path) -> str | None:
     mark = folder / ORIGIN_MARK
     return mark.read_text().strip() or None if mark.is_file() else None
+
+
+def is_standin(d: ImageData) -> bool:
+    """Whether `d` came from the offline STL-10 stand-in (data pack folder `stl10-standin`, or a folder marked
+    as made from it): its figures are not STL-10's, and every label must say so."""
+    return "stl10-standin" in d.origin or "stand-in" in d.origin.lower()
 
 
 # Where each split loaded in this process came from: results.record writes it into every result.

@@ -99,21 +99,21 @@ class GpuBatches:
         """Images in one epoch before batching: twice the split with `concat_original`."""
         return len(self.labels) * (2 if self.concat_original else 1)
 
-    @property
-    def batches_per_epoch(self) -> int:
-        """Batches in one epoch (a rehearsal reads fewer: `len`)."""
+    def __len__(self) -> int:
+        """Batches in one epoch. (In a rehearsal of the full profile a pass yields only the first few,
+        `runtime.rehearsal_batches`; the length stays the epoch's, so that a schedule built from it is the
+        full profile's.)"""
         n = self.epoch_images
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __len__(self) -> int:
-        """Batches one pass yields: all of them, or in a rehearsal of the full profile the first few
-        (`runtime.rehearsal_batches`)."""
+    def _passes(self) -> int:
+        """The batches one pass yields: all of them, or a rehearsal's few."""
         cap = rehearsal_batches()
-        return self.batches_per_epoch if cap is None else min(self.batches_per_epoch, cap)
+        return len(self) if cap is None else min(len(self), cap)
 
     @property
     def num_images(self) -> int:
-        return self.batches_per_epoch * self.batch_size if self.drop_last else self.epoch_images
+        return len(self) * self.batch_size if self.drop_last else self.epoch_images
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """This loader's training augmentations, in order, on a uint8 batch (also a way to look at them)."""
@@ -161,7 +161,7 @@ class GpuBatches:
             order = self._pk_order(g)
         else:
             order = torch.randperm(total, device=self.device, generator=g)
-        for i in range(len(self)):
+        for i in range(self._passes()):
             positions = order[i * self.batch_size:(i + 1) * self.batch_size]
             idx = positions % n
             x = self.images[idx]
@@ -290,7 +290,7 @@ class PairBatches(GpuBatches):
         g = self._epoch_generator()
         order = torch.randperm(len(self.labels), device=self.device, generator=g)
         partner, similar = self.pairs(self.labels, g)
-        for i in range(len(self)):
+        for i in range(self._passes()):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             first = self._finish(self.augment(self.images[idx], generator=g))
             second = self._finish(self.augment(self.images[partner[idx]], generator=g))

@@ -67,3 +67,17 @@ def test_direction_asserts_only_clear_margins_and_bites_when_they_reverse(capsys
     # seeds that agree exactly: the binomial SD on 100 images (5 points at 50%) is the floor of the spread
     r = checks.direction("g beats h", [0.55, 0.55], [0.45, 0.45], n=100)
     assert abs(r["spread"] - 0.05) < 1e-9 and not r["asserted"]
+
+
+def test_a_rehearsal_prints_the_chance_and_direction_checks_instead_of_asserting_them(monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    monkeypatch.setenv("COURSE_REHEARSAL", "2")
+    assert checks.rehearsing()
+    checks.above_chance(0.1, classes=10, n=1000, what="a few steps")
+    assert "a rehearsal: not checked" in capsys.readouterr().out
+    result = checks.direction("a beats b", [0.2, 0.21], [0.5, 0.51], n=10_000)
+    assert result["clear"] and not result["asserted"]
+    monkeypatch.setenv("COURSE_PROFILE", "small")   # only the full profile is rehearsed
+    assert not checks.rehearsing()
+    with pytest.raises(checks.LearningCheckError):
+        checks.above_chance(0.1, classes=10, n=1000, what="a few steps")

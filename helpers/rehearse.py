@@ -1,0 +1,259 @@
+"""Rehearse the full profile before a GPU's quota is spent on it: `course rehearse`.
+
+    course rehearse                      # every notebook's full profile, counts cut, on this machine
+    course rehearse 06 07 --batches 1    # two notebooks, one batch per pass
+    course rehearse --offline-data       # where STL-10 cannot be downloaded (this course's build machine)
+    course rehearse --gpu-check          # on a GPU: the rehearsal, then a run interrupted and resumed
+
+A rehearsal executes a notebook at the full profile with `COURSE_REHEARSAL` set: the full profile's
+data (every image of every split it loads), image sizes, widths, precision and code paths, with every
+pass over a loader cut to a few batches (`runtime.rehearsal_batches`) and the counts its top cell marks
+`rehearse=` cut (epochs, images evaluated, plotted points). It takes minutes where the full profile
+takes an hour, and finds what would crash, run out of host memory or misplace a tensor on the
+device before that hour starts. For every code cell it prints the time it took and the peak memory of
+the notebook's process (the kernel's peak resident set while the cell ran, and on a GPU the peak of
+PyTorch's allocations), and it fails when a cell errs or the host peak passes Colab's 12.7 GB.
+
+What it cannot tell: how long the full profile takes (the budget cell estimates that), and on a
+machine without a GPU, what only CUDA checks (a tensor on the wrong device: run it on a GPU). On the
+CPU the host peak also holds what a GPU would keep in its own memory (the data GpuBatches copies to
+the device, the activations), so it is an upper bound of the VM's share.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .runtime import default_data_dir, environment, project_root
+
+COLAB_VM_GB = 12.7   # the memory of Colab's free VM, as its RAM gauge shows it
+RECORDS = "rehearsal-cells.jsonl"
+
+# Run in the kernel before the notebook's first cell: after each cell, one line of JSON with its time and
+# memory peaks. Linux resets a process's peak resident set when "5" is written to /proc/self/clear_refs.
+_PROBE = r'''
+import json as _json, os as _os, time as _time
+def _course_peak_reset():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    _torch = __import__("sys").modules.get("torch")
+    if _torch is not None and _torch.cuda.is_available():
+        _torch.cuda.reset_peak_memory_stats()
+    _course_cell["began"] = _time.perf_counter()
+def _course_peak_read(result):
+    rss = None
+    try:
+        with open("/proc/self/status") as f:
+            rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    _torch = __import__("sys").modules.get("torch")
+    gpu = _torch.cuda.max_memory_allocated() if _torch is not None and _torch.cuda.is_available() else None
+    with open(_os.environ["COURSE_REHEARSAL_RECORDS"], "a") as f:
+        f.write(_json.dumps({"seconds": _time.perf_counter() - _course_cell.get("began", _time.perf_counter()), "host_bytes": rss,
+                             "gpu_bytes": gpu, "error": not result.success}) + "\n")
+_course_cell = {}
+get_ipython().events.register("pre_run_cell", lambda *a: _course_peak_reset())
+get_ipython().events.register("post_run_cell", _course_peak_read)
+'''
+
+
+def offline_data(source: Path, target: Path, *, unlabeled: int = 100_000) -> Path:
+    """A data folder for a rehearsal where STL-10 cannot be downloaded: every dataset of `source` linked in,
+    and `stl10/` made from the offline stand-in (`stl10-standin`), its unlabeled images linked again and again
+    up to STL-10's 100,000, so that the full profile's memory and loops meet the real split's size. Its origin
+    mark says so, and the notebooks label their figures from it. Caches already decoded in `source` are
+    linked too; what the rehearsal decodes stays in `target`."""
+    source, target = Path(source).resolve(), Path(target)
+    standin = source / "stl10-standin"
+    if not standin.is_dir():
+        raise SystemExit(f"--offline-data needs the STL-10 stand-in in {standin} (the course's data pack: "
+                         f"shared/data/prepare.sh {source})")
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        link = target / entry.name
+        if entry.name in (".cache", "stl10") or link.exists() or link.is_symlink():
+            continue
+        link.symlink_to(entry)
+    (target / ".cache").mkdir(exist_ok=True)
+    for cached in (source / ".cache").glob("*.pt") if (source / ".cache").is_dir() else []:
+        if not (target / ".cache" / cached.name).exists():
+            (target / ".cache" / cached.name).symlink_to(cached)
+    stl = target / "stl10"
+    marker = stl / ".course-origin"
+    if not marker.exists():
+        shutil.rmtree(stl, ignore_errors=True)
+        stl.mkdir()
+        for split in ("train", "test"):
+            (stl / split).symlink_to(standin / split)
+        files = sorted((standin / "unlabeled").iterdir())
+        (stl / "unlabeled").mkdir()
+        for i in range(unlabeled):
+            original = files[i % len(files)]
+            (stl / "unlabeled" / f"{i:06d}{original.suffix}").symlink_to(original)
+        marker.write_text(f"the STL-10 stand-in (NOT STL-10), its {len(files):,} unlabeled images repeated to "
+                          f"{unlabeled:,} (a rehearsal)\n")
+    return target
+
+
+def _with_probe(notebook: Path):
+    import nbformat
+    nb = nbformat.read(notebook, as_version=4)
+    probe = nbformat.v4.new_code_cell(_PROBE)
+    nb.cells.insert(0, probe)
+    return nb
+
+
+def _first_line(source: str) -> str:
+    lines = [line for line in source.splitlines() if line.strip() and not line.startswith("# ----")]
+    text = lines[0].strip() if lines else ""
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def rehearse_notebook(notebook: Path, out: Path, *, batches: int, data_dir: Path | None, timeout: int | None,
+                      limit_gb: float) -> dict:
+    """Execute one notebook as a rehearsal; its cells' times and peaks, and whether it passed."""
+    import nbclient
+    import nbformat
+    out.mkdir(parents=True, exist_ok=True)
+    records = out / RECORDS
+    records.unlink(missing_ok=True)
+    nb = _with_probe(notebook)
+    env = dict(COURSE_PROFILE="full", COURSE_REHEARSAL=str(batches), COURSE_OUTPUT_DIR=str(out / "runs"),
+               COURSE_REHEARSAL_RECORDS=str(records), MPLBACKEND="Agg")
+    if data_dir is not None:
+        env["COURSE_DATA_DIR"] = str(data_dir)
+    error = ""
+    began = time.perf_counter()
+    with environment(**env):
+        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                         resources={"metadata": {"path": str(notebook.parent)}})
+        try:
+            client.execute()
+        except nbclient.exceptions.CellExecutionError as err:
+            error = f"{err.ename}: {err.evalue}"
+        except Exception as err:   # a dead kernel (out of memory), a timeout
+            error = f"{type(err).__name__}: {err}"
+    seconds = time.perf_counter() - began
+    nbformat.write(nb, out / notebook.name)
+    lines = [json.loads(line) for line in records.read_text().splitlines()] if records.exists() else []
+    code = [c for c in nb.cells if c.cell_type == "code"][1:]   # the probe's own cell first
+    cells = []
+    for i, (cell, rec) in enumerate(zip(code, lines[1:])):
+        cells.append({"cell": i, "source": _first_line(cell.source), **rec})
+    peak = max((c["host_bytes"] or 0 for c in cells), default=0) / 1e9
+    over = [c for c in cells if (c["host_bytes"] or 0) / 1e9 > limit_gb]
+    if over:
+        memory = f"host memory {over[0]['host_bytes'] / 1e9:.1f} GB in code cell {over[0]['cell']}, over {limit_gb} GB"
+        error = f"{memory}; {error}" if error else memory
+    return {"notebook": notebook.name, "ok": not error, "error": error, "seconds": seconds, "cells": cells,
+            "peak_host_gb": peak, "peak_gpu_gb": max((c["gpu_bytes"] or 0 for c in cells), default=0) / 1e9,
+            "ran": len(cells), "code_cells": len(code)}
+
+
+def print_report(result: dict) -> None:
+    print(f"\n{result['notebook']}: {'ok' if result['ok'] else 'FAILED: ' + result['error']} "
+          f"({result['ran']} of {result['code_cells']} code cells ran, {result['seconds']:.0f} s, peak host memory "
+          f"{result['peak_host_gb']:.2f} GB" + (f", peak GPU memory {result['peak_gpu_gb']:.2f} GB"
+                                              if result['peak_gpu_gb'] else "") + ")")
+    print(f"  {'cell':>4}  {'seconds':>8}  {'host GB':>7}  {'GPU GB':>6}  first line")
+    for c in result["cells"]:
+        gpu = f"{c['gpu_bytes'] / 1e9:6.2f}" if c["gpu_bytes"] is not None else f"{'-':>6}"
+        flag = "  <- error" if c["error"] else ""
+        print(f"  {c['cell']:>4}  {c['seconds']:8.1f}  {(c['host_bytes'] or 0) / 1e9:7.2f}  {gpu}  {c['source']}{flag}")
+
+
+def check_resume(device=None) -> dict:
+    """A run cut off mid-epoch resumes from its last checkpoint on this device (a GPU's RNG states and
+    optimizer state included), and a finished run is reused: the path a disconnected Colab session takes."""
+    import tempfile
+
+    import torch
+
+    from . import data, loader, models, train
+    from .runtime import pick_device
+    device = torch.device(device) if device is not None else pick_device()
+    g = torch.Generator().manual_seed(0)
+    toy = data.ImageData(images=torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, generator=g),
+                         labels=torch.arange(4).repeat(64), classes=("a", "b", "c", "d"), name="toy", split="train")
+
+    def run(folder, interrupt_at=None):
+        torch.manual_seed(0)
+        net = models.resnet18(num_classes=4, widths=(8, 16, 32, 64)).to(device)
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        batches = loader.GpuBatches(toy, batch_size=32, device=device, crop_padding=4, mean=(0.5,) * 3,
+                                    std=(0.25,) * 3, seed=1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.05, total_steps=3 * len(batches))
+        calls = []
+        if interrupt_at is not None:
+            real = opt.step
+
+            def step(*args, **kwargs):
+                calls.append(1)
+                if len(calls) == interrupt_at:
+                    raise KeyboardInterrupt("the session disconnected")
+                return real(*args, **kwargs)
+            opt.step = step
+        return train.fit(net, batches, 3, opt, sched, checkpoint=Path(folder) / "resume.pt", progress=False,
+                         checkpoint_every=0)
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            run(folder, interrupt_at=len(range(0, 256, 32)) + 3)   # in the second epoch
+        except KeyboardInterrupt:
+            pass
+        saved = torch.load(next(Path(folder).glob("resume-*.pt")), map_location="cpu", weights_only=True)
+        resumed = run(folder)
+        reused = run(folder)
+    ok = saved["epoch"] == 1 and len(resumed) == 3 and reused == resumed
+    print(f"resume on {device}: cut off in epoch 2, resumed from the checkpoint of epoch {saved['epoch']}, finished "
+          f"{len(resumed)} epochs; the finished run was reused: {reused == resumed} -> {'ok' if ok else 'FAILED'}")
+    return {"ok": ok, "device": str(device)}
+
+
+def main(notebooks: list[Path], *, out: Path, batches: int, offline: bool, timeout: int | None, limit_gb: float,
+         gpu_check: bool) -> int:
+    out = out.resolve()
+    data_dir = offline_data(default_data_dir(), out / "data") if offline else None
+    if offline:
+        print(f"data: {data_dir} (STL-10 from the stand-in, see its .course-origin)")
+    results = []
+    if gpu_check:
+        results.append({"notebook": "(resume check)", **check_resume()})
+    for nb in notebooks:
+        print(f"rehearsing {nb.name} (full profile, {batches} batch(es) per pass) ...", flush=True)
+        result = rehearse_notebook(nb, out / nb.stem, batches=batches, data_dir=data_dir, timeout=timeout,
+                                   limit_gb=limit_gb)
+        print_report(result)
+        results.append(result)
+    (out / "rehearsal.json").write_text(json.dumps(results, indent=1))
+    print(f"\n{'notebook':34} {'result':8} {'minutes':>7} {'host GB':>7} {'GPU GB':>6}")
+    for r in results:
+        if "cells" in r:
+            print(f"{r['notebook']:34} {'ok' if r['ok'] else 'FAILED':8} {r['seconds'] / 60:7.1f} "
+                  f"{r['peak_host_gb']:7.2f} {r['peak_gpu_gb']:6.2f}")
+        else:
+            print(f"{r['notebook']:34} {'ok' if r['ok'] else 'FAILED':8}")
+    print(f"(host GB: the notebook process's peak resident memory, Colab's VM has {COLAB_VM_GB} GB; a rehearsal on "
+          f"the CPU also counts what a GPU would hold. Records: {out / 'rehearsal.json'})")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def cli(args) -> int:
+    from .course import notebooks
+    return main(notebooks(args.notebooks), out=args.out or project_root() / "runs" / "rehearsal",
+                batches=args.batches, offline=args.offline_data, timeout=args.timeout, limit_gb=args.limit_gb,
+                gpu_check=args.gpu_check)
+
+
+if __name__ == "__main__":   # pragma: no cover
+    sys.exit(main([Path(p) for p in sys.argv[1:]], out=Path("runs/rehearsal"), batches=2, offline=False,
+                  timeout=None, limit_gb=COLAB_VM_GB, gpu_check=False))
