@@ -118,8 +118,16 @@ def _quiet_score_cam():
         score_cam.tqdm = saved
 
 
+def _autocast(images: torch.Tensor, amp: bool):
+    """Mixed precision for a block on CUDA (bf16 where the GPU has it, else fp16), as training and evaluation
+    use; nothing on the CPU. Score-CAM's forward pass per channel is most of a notebook's map-making time."""
+    from .train import autocast_dtype
+    dtype = autocast_dtype(images.device, amp)
+    return torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def package_maps(method: str, model: nn.Module, layer: str, images: torch.Tensor, targets,
-                 *, batch_size: int = 128, score_batch: int = 128) -> np.ndarray:
+                 *, batch_size: int = 128, score_batch: int = 128, amp: bool = True) -> np.ndarray:
     """`method`'s maps (B, H, W) in [0, 1] at the input's size for class targets[b] of image b
     (Eigen-CAM ignores the class: it is the first principal component of the layer's activations).
 
@@ -127,8 +135,9 @@ def package_maps(method: str, model: nn.Module, layer: str, images: torch.Tensor
     target for a batch explains image 0 and returns all-zero maps for the others (Score-CAM fails
     instead). Targets must be classes of the model's head: the package swallows the IndexError an
     unknown class raises. batch_size: images per call; score_batch: Score-CAM's masked images per
-    forward pass. The package puts the model in eval mode and leaves gradients in its parameters;
-    every module's mode and the gradients are put back."""
+    forward pass. amp: under autocast on a GPU (amp=False: in fp32, for a comparison to 1e-4). The package
+    puts the model in eval mode and leaves gradients in its parameters; every module's mode and the
+    gradients are put back."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     targets = [int(t) for t in targets]
     if len(targets) != len(images):
@@ -145,13 +154,19 @@ def package_maps(method: str, model: nn.Module, layer: str, images: torch.Tensor
     modes = {m: m.training for m in model.modules()}
     grads = {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
     maps = []
+    target = model.get_submodule(layer)
+    # under autocast the layer gives half-precision maps; the package turns them into NumPy arrays (which have
+    # no bfloat16) and scales them with an epsilon of 1e-7 (0 in float16): it is handed float32
+    as_float = target.register_forward_hook(lambda module, args, output: output.float())
     try:
-        with torch.enable_grad(), _quiet_score_cam(), cls(model=model, target_layers=[model.get_submodule(layer)]) as cam:
+        with torch.enable_grad(), _quiet_score_cam(), _autocast(images, amp), \
+                cls(model=model, target_layers=[target]) as cam:
             cam.batch_size = score_batch
             for i in range(0, len(images), batch_size):
                 chunk = [ClassifierOutputTarget(t) for t in targets[i:i + batch_size]]
                 maps.append(cam(input_tensor=images[i:i + batch_size], targets=chunk))
     finally:
+        as_float.remove()
         for m, training in modes.items():
             m.training = training
         for n, p in model.named_parameters():
@@ -260,7 +275,7 @@ def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 @torch.no_grad()
 def deletion_insertion(model: nn.Module, images: torch.Tensor, maps, targets, *, steps: int = 8,
-                       sigma: float | None = None, seed: int = 0, batch_size: int = 256) -> dict:
+                       sigma: float | None = None, seed: int = 0, batch_size: int = 256, amp: bool = True) -> dict:
     """Deletion and insertion curves, after Petsiuk et al. (2018): the softmax probability of each
     image's target as the fraction k/steps of its pixels, most salient first, is replaced by a blurred
     copy (deletion) or taken from the image into the blurred copy (insertion). `maps` are in [0, 1]
@@ -268,7 +283,8 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps, targets, *,
     so a flat map removes pixels at random rather than from a corner.
     Returns {"deletion": (N, steps+1), "insertion": (N, steps+1)} probabilities and their areas
     under the curve (trapezoid over the removed fraction, "deletion_auc", "insertion_auc": (N,)).
-    The model runs in eval mode, in chunks of batch_size images, and gets its modes back after."""
+    The model runs in eval mode, in chunks of batch_size images (under autocast on a GPU unless amp=False),
+    and gets its modes back after."""
     n, _, h, w = images.shape
     maps = torch.as_tensor(np.asarray(maps), dtype=torch.float32)
     if maps.shape != (n, h, w):
@@ -293,7 +309,9 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps, targets, *,
                 probs = []
                 for k in range(steps + 1):
                     top = r < round(k / steps * h * w)          # the most salient k/steps of the pixels
-                    p = torch.softmax(model(torch.where(top, inside, outside)).float(), 1)
+                    with _autocast(x, amp):
+                        logits = model(torch.where(top, inside, outside))
+                    p = torch.softmax(logits.float(), 1)
                     probs.append(p[torch.arange(len(x), device=device), t])
                 curves[name].append(torch.stack(probs, 1).cpu())
     finally:

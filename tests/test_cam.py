@@ -279,3 +279,20 @@ def test_rank_correlation_is_spearmans():
     expected = [spearmanr(x.ravel(), y.ravel())[0] for x, y in zip(a, b)]
     np.testing.assert_allclose(cam.rank_correlation(a, b), expected)
     assert np.isnan(cam.rank_correlation(np.ones((1, 3, 3)), a[:1, :3, :3]))[0]
+
+
+@pytest.mark.parametrize("method", ["Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM"])
+def test_package_maps_under_mixed_precision_give_float_maps_close_to_fp32(method, monkeypatch):
+    # On a GPU the maps are made under autocast (bf16 on Ampere and newer, fp16 on a T4): the package would turn
+    # bf16 activations into NumPy (which has none) and scale fp16 maps with an epsilon that is 0 in fp16. The
+    # CPU's bf16 autocast stands in for the GPU's.
+    from helpers import train
+    torch.manual_seed(0)
+    net = models.resnet18(num_classes=5, stem="cifar", widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1)).eval()
+    x = torch.randn(4, 3, 32, 32)
+    exact = cam.package_maps(method, net, "layer3", x, [0, 1, 2, 3], amp=False)
+    monkeypatch.setattr(train, "autocast_dtype", lambda device, amp: torch.bfloat16 if amp else None)
+    mixed = cam.package_maps(method, net, "layer3", x, [0, 1, 2, 3])
+    assert mixed.dtype == np.float32 and np.isfinite(mixed).all() and mixed.min() >= 0 and mixed.max() <= 1 + 1e-6
+    assert np.corrcoef(mixed.ravel(), exact.ravel())[0, 1] > 0.9   # bf16 keeps 8 bits: the same map, roughly
+    assert all(h == {} for h in (net.layer3._forward_hooks,))   # the float hook is removed

@@ -54,11 +54,77 @@ def test_setup_cell_mounts_drive_for_checkpoints_when_asked(monkeypatch, use_dri
     import os
     if use_drive:
         assert mounted == ["/content/drive"]
-        assert os.environ["COURSE_OUTPUT_DIR"] == "/content/drive/MyDrive/dl-course/runs"
+        assert os.environ["COURSE_OUTPUT_DIR"] == "/content/drive/MyDrive/dl-course/runs/full"   # one folder per profile
         os.environ.pop("COURSE_OUTPUT_DIR")
     else:
         assert mounted == [] and "COURSE_OUTPUT_DIR" not in os.environ
         assert "set USE_DRIVE = True" in capsys.readouterr().out
+
+
+def test_on_drive_each_profile_keeps_its_own_folder(monkeypatch):
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=lambda path: None)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
+    monkeypatch.setenv("COURSE_PROFILE", "small")
+    exec(compile(_setup_cell(NOTEBOOKS[0]).replace("USE_DRIVE = False", "USE_DRIVE = True"), "setup cell", "exec"), {})
+    import os
+    assert os.environ["COURSE_OUTPUT_DIR"] == "/content/drive/MyDrive/dl-course/runs/small"
+    monkeypatch.delenv("COURSE_OUTPUT_DIR")
+
+
+def test_on_colab_the_setup_cell_installs_the_course_holding_every_installed_package_at_its_version(
+        monkeypatch, tmp_path):
+    # Colab ships ipykernel 6.17 and ipywidgets 7: a plain `pip install` of the course upgraded them (red ERROR
+    # lines, and a kernel that may not start after a restart). The cell now passes pip one constraint per
+    # installed package.
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=lambda path: None)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "helpers", None)   # not installed yet: `import helpers` fails
+    calls, written = [], {}
+
+    def run(command, check):
+        calls.append(command)
+        if "pip" in command:   # the install: afterwards `import helpers` works
+            monkeypatch.delitem(sys.modules, "helpers")
+            written["pins"] = (tmp_path / "colab-pins.txt").read_text()
+    monkeypatch.setattr("subprocess.run", run)
+    source = _setup_cell(NOTEBOOKS[0]).replace("/content/colab-pins.txt", str(tmp_path / "colab-pins.txt"))
+    source = source.replace('"https://github.com/OWNER/REPO.git"', '"https://github.com/me/course.git"')
+    exec(compile(source, "setup cell", "exec"), {})
+    clone, install = calls
+    assert clone[:2] == ["git", "clone"]
+    assert install[1:4] == ["-m", "pip", "install"] and "-c" in install and install[-1] == "/content/course"
+    assert install[install.index("-c") + 1] == str(tmp_path / "colab-pins.txt")
+    pins = dict(line.split("==") for line in written["pins"].splitlines())
+    from importlib import metadata
+    for name in ("torch", "numpy", "ipykernel", "pytest"):   # whatever is installed, held at its version
+        assert pins[next(k for k in pins if k.lower() == name)] == metadata.version(name)
+
+
+def _requirements():
+    import tomllib
+    from packaging.requirements import Requirement
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for r in project["dependencies"]]
+
+
+def test_colabs_own_versions_satisfy_every_dependency_so_the_install_changes_none_of_them():
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+    colab = {}
+    for line in (ROOT / "tests" / "colab_versions.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            colab[canonicalize_name(name)] = Version(version)
+    assert {"torch", "numpy", "ipykernel"} <= set(colab)
+    for requirement in _requirements():
+        have = colab.get(canonicalize_name(requirement.name))
+        if have is not None:   # Colab has it: its version must do, or the pinned install would fail
+            assert requirement.specifier.contains(have, prereleases=True), f"{requirement} against Colab's {have}"
+    # what Colab pins and the course used to require newer versions of are no dependency now
+    assert not {canonicalize_name(r.name) for r in _requirements()} & {"ipykernel", "ipywidgets", "nbclient", "nbformat"}
 
 
 def test_every_notebook_has_the_same_setup_cell():

@@ -17,16 +17,19 @@ def _name(requirement: str) -> str:
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    assert set(extras) == {"test", "instructor", "lab"}
-    assert [_name(r) for r in extras["instructor"]] == ["nbgrader"] and [_name(r) for r in extras["lab"]] == ["jupyterlab"]
+    assert set(extras) == {"course", "test", "instructor", "lab"}
+    assert [_name(r) for r in extras["instructor"]] == ["nbgrader"]
+    assert [_name(r) for r in extras["lab"]] == ["jupyterlab", "ipywidgets"]
+    assert [_name(r) for r in extras["course"]] == ["nbclient", "nbformat", "ipykernel"]
     wanted = set(project["dependencies"]) | {r for extra in extras.values() for r in extra}
     conda = [line.strip()[2:].strip() for line in (ROOT / "environment.yml").read_text().splitlines()
              if line.strip().startswith("- ") and line.startswith("      ")]  # the pip: section
     listed = {c for c in conda if c != "-e ."}
     assert listed == wanted
     assert not any("==" in r for r in wanted if _name(r) in ("torch", "torchvision")), "never pin torch for users"
-    # a student's install stays light: grading and JupyterLab are extras, not dependencies
-    assert not {_name(r) for r in project["dependencies"]} & {"nbgrader", "jupyterlab"}
+    # a student's install stays light: grading, headless execution and JupyterLab are extras, not dependencies
+    assert not {_name(r) for r in project["dependencies"]} & {"nbgrader", "jupyterlab", "nbclient", "nbformat",
+                                                               "ipykernel", "ipywidgets", "pandas"}
 
 
 def test_setup_reads_the_profile_and_folders_and_says_what_it_chose(monkeypatch, tmp_path, capsys):
