@@ -28,6 +28,7 @@ import hashlib
 import inspect
 import io
 import json
+import os
 import shutil
 import time
 import zipfile
@@ -464,28 +465,77 @@ def read_torchvision(name: str, split: str, root: Path) -> ImageData:
                      source=str(root / cls.base_folder))
 
 
+def _download_resumable(url: str, archive: Path, md5: str, verbose: bool) -> int:
+    """`url` into `archive`, resumed where it stopped: the bytes received so far are kept in
+    `<archive>.partial`, a transfer that stalls (READ_TIMEOUT) or is cut off asks the host for the rest
+    (an HTTP Range request) up to RESUME_ATTEMPTS times, and a load started after a disconnect goes on from
+    the partial file. A host that ignores ranges sends the whole file again. The finished file must pass
+    the official MD5 (a failing one is deleted) before it takes the archive's name. Returns the bytes
+    downloaded by this call."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    partial = archive.with_name(archive.name + ".partial")
+    fetched, tries, last = 0, 0, -1
+    bar = _watched_bar(f"official {url.split('/')[2]}", None, show=verbose)
+    progress = None
+    while True:
+        have = partial.stat().st_size if partial.exists() else 0
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with socket_timeout(READ_TIMEOUT), urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT) as response:
+                if response.status == 416:   # nothing left to send: the partial file is whole
+                    break
+                if have and response.status != 206:   # ranges ignored: the whole file comes again
+                    have = 0
+                length = response.headers.get("Content-Length")
+                total = have + int(length) if length else None
+                if progress is None:
+                    progress = bar(total=total, initial=have, unit="B", unit_scale=True, desc=archive.name)
+                with open(partial, "ab" if have else "wb") as f:
+                    for block in iter(lambda: response.read1(CHUNK_BYTES), b""):   # what has come, not a whole chunk
+                        f.write(block)
+                        fetched += len(block)
+                        progress.update(len(block))
+                if total is not None and partial.stat().st_size < total:
+                    raise ConnectionError(f"the host closed the connection after {_size(partial.stat().st_size)} "
+                                          f"of {_size(total)}")
+            break
+        except urllib.error.HTTPError as err:
+            if err.code == 416 and have:
+                break
+            raise
+        except (OSError, http.client.HTTPException) as err:   # a stall (socket timeout), a cut connection: the rest
+            got = partial.stat().st_size if partial.exists() else 0
+            tries = 1 if got > last else tries + 1   # RESUME_ATTEMPTS tries in a row without a byte more: give up
+            last = got
+            if got == 0 or tries > RESUME_ATTEMPTS:
+                raise
+            if verbose:
+                print(f"\n{archive.name}: the transfer stopped after {_size(got)} ({_why(err)}); asking for the rest")
+    if progress is not None:
+        progress.close()
+    from torchvision.datasets.utils import check_integrity
+    if not check_integrity(str(partial), md5):
+        partial.unlink(missing_ok=True)
+        raise ChecksumError(f"{archive.name} from {url} fails its MD5 {md5}: a corrupt transfer; deleted")
+    os.replace(partial, archive)
+    return fetched
+
+
 def _from_official(source: OfficialArchive, name: str, split: str, root: Path) -> tuple[ImageData | None, int]:
     """The archive from the official host, checked and extracted; the split read from it (Tiny
-    ImageNet: None, fetch() reads the extracted layout). An archive this call began and could not
-    finish is deleted (torchvision writes it in place and cannot resume it); one that was there before
-    and fails its MD5 is named, not deleted."""
-    from torchvision.datasets.utils import download_and_extract_archive
+    ImageNet: None, fetch() reads the extracted layout). The download resumes where an earlier one stopped
+    (`_download_resumable`); an archive that was there before and fails its MD5 is named, not deleted."""
+    from torchvision.datasets.utils import extract_archive
+    root.mkdir(parents=True, exist_ok=True)
     archive = root / source.filename
     existed = archive.exists()
     check_archive(archive, source.md5)
-    try:
-        with socket_timeout(READ_TIMEOUT):
-            if name == "tiny-imagenet" and existed:
-                with zipfile.ZipFile(archive) as z:
-                    z.extractall(root)
-            else:
-                download_and_extract_archive(source.url, str(root), filename=source.filename, md5=source.md5)
-    except BaseException:
-        if not existed:
-            archive.unlink(missing_ok=True)
-        raise
+    fetched = 0 if existed else _download_resumable(source.url, archive, source.md5, verbose=True)
+    extract_archive(str(archive), str(root))
     _data.mark_origin(_extracted_folder(name, root), source.origin)
-    fetched = 0 if existed else archive.stat().st_size
     return (None if name == "tiny-imagenet" else read_torchvision(name, split, root)), fetched
 
 

@@ -11,6 +11,8 @@ other path is a plain file (an official host). Each file is served in one of the
   silent_get  HEAD is answered, GET is accepted and never answered
   cut         the first `times` GETs (default 1) stop after half of what they were asked for and
               close the connection; later GETs (a resume, with a Range header) are served in full
+  stall       the first `times` GETs (default 1) send half of what they were asked for, then go silent
+              with the connection open; later GETs are served in full
   corrupt     one byte flipped, under the headers of the right file (its SHA-256 and size)
   error       every request is answered with HTTP `status` (default 500)
 
@@ -107,10 +109,12 @@ class Loopback:
         if not body:
             return
         payload = content[start:]
-        if mode == "cut" and self._cuts.get(path, 0) < options.get("times", 1):
+        if mode in ("cut", "stall") and self._cuts.get(path, 0) < options.get("times", 1):
             self._cuts[path] = self._cuts.get(path, 0) + 1
             h.wfile.write(payload[:len(payload) // 2])
             h.wfile.flush()
+            if mode == "stall":
+                self.stop.wait(30)   # silent, the connection open
             h.close_connection = True
             return
         if mode == "slow":
