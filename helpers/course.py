@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     p_reh.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
     p_reh.add_argument("--gpu-check", action="store_true",
                        help="first interrupt a run mid-epoch and resume it on this device (the GPU check)")
+    p_reh.add_argument("--in-process", action="store_true",
+                       help="run each notebook's code cells in a fresh Python process instead of a Jupyter kernel")
     p_res = sub.add_parser("results", help="print the results tables (default: every profile's, and the stored)")
     p_res.add_argument("out", type=Path, nargs="?", default=None)
     p_store = sub.add_parser("store", help="keep a small-profile run's outputs in the notebooks")

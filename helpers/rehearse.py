@@ -3,7 +3,8 @@
     course rehearse                      # every notebook's full profile, counts cut, on this machine
     course rehearse 06 07 --batches 1    # two notebooks, one batch per pass
     course rehearse --offline-data       # where STL-10 cannot be downloaded (this course's build machine)
-    course rehearse --gpu-check          # on a GPU: the rehearsal, then a run interrupted and resumed
+    course rehearse --gpu-check          # on a GPU: a run interrupted and resumed, then the rehearsal
+    course rehearse --in-process         # without Jupyter: each notebook's cells in a fresh Python process
 
 A rehearsal executes a notebook at the full profile with `COURSE_REHEARSAL` set: the full profile's
 data (every image of every split it loads), image sizes, widths, precision and code paths, with every
@@ -104,6 +105,35 @@ def offline_data(source: Path, target: Path, *, unlabeled: int = 100_000) -> Pat
     return target
 
 
+def _execute_in_process(notebook: Path, records: Path) -> int:
+    """Run a notebook's code cells in this process, in order, in one namespace (what a kernel does, without
+    Jupyter: for a machine that has none, such as a lent GPU machine), writing the probe's record after each;
+    stops at the first error. The cells' own output goes to stdout."""
+    import traceback
+
+    import nbformat
+    exec(compile(_PROBE.replace("get_ipython().events.register", "_course_register"), "probe", "exec"),
+         probe := {"_course_register": lambda *a: None})
+    cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+    namespace = {"__name__": "__main__"}
+    records.write_text(json.dumps({"seconds": 0.0, "host_bytes": 0, "gpu_bytes": None, "error": False}) + "\n")
+    for i, cell in enumerate(cells):
+        probe["_course_peak_reset"]()
+        result = type("Result", (), {"success": True})()
+        try:
+            exec(compile(cell.source, f"{notebook.name}, code cell {i}", "exec"), namespace)
+        except BaseException:   # noqa: BLE001 - reported and recorded, as a kernel shows an error
+            traceback.print_exc()
+            result.success = False
+        finally:
+            import matplotlib.pyplot as plt
+            plt.close("all")
+        probe["_course_peak_read"](result)
+        if not result.success:
+            return 1
+    return 0
+
+
 def _with_probe(notebook: Path):
     import nbformat
     nb = nbformat.read(notebook, as_version=4)
@@ -119,36 +149,48 @@ def _first_line(source: str) -> str:
 
 
 def rehearse_notebook(notebook: Path, out: Path, *, batches: int, data_dir: Path | None, timeout: int | None,
-                      limit_gb: float) -> dict:
-    """Execute one notebook as a rehearsal; its cells' times and peaks, and whether it passed."""
-    import nbclient
-    import nbformat
+                      limit_gb: float, in_process: bool = False) -> dict:
+    """Execute one notebook as a rehearsal; its cells' times and peaks, and whether it passed.
+    in_process: run its code cells in a fresh Python process instead of a Jupyter kernel (no Jupyter needed)."""
     out.mkdir(parents=True, exist_ok=True)
     records = out / RECORDS
     records.unlink(missing_ok=True)
-    nb = _with_probe(notebook)
     env = dict(COURSE_PROFILE="full", COURSE_REHEARSAL=str(batches), COURSE_OUTPUT_DIR=str(out / "runs"),
                COURSE_REHEARSAL_RECORDS=str(records), MPLBACKEND="Agg")
     if data_dir is not None:
         env["COURSE_DATA_DIR"] = str(data_dir)
     error = ""
     began = time.perf_counter()
-    with environment(**env):
-        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                         resources={"metadata": {"path": str(notebook.parent)}})
-        try:
-            client.execute()
-        except nbclient.exceptions.CellExecutionError as err:
-            error = f"{err.ename}: {err.evalue}"
-        except Exception as err:   # a dead kernel (out of memory), a timeout
-            error = f"{type(err).__name__}: {err}"
+    if in_process:
+        import subprocess
+        with environment(**env, PYTHONPATH=os.pathsep.join([str(project_root()), os.environ.get("PYTHONPATH", "")])):
+            try:
+                done = subprocess.run([sys.executable, "-m", "helpers.rehearse", "--execute", str(notebook),
+                                       str(records)], cwd=notebook.parent, timeout=timeout)
+                error = "" if done.returncode == 0 else f"a cell failed (exit status {done.returncode}; its traceback above)"
+            except subprocess.TimeoutExpired:
+                error = f"it ran past {timeout} s"
+        code = [c.source for c in _with_probe(notebook).cells if c.cell_type == "code"]
+    else:
+        import nbclient
+        import nbformat
+        nb = _with_probe(notebook)
+        with environment(**env):
+            client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                             resources={"metadata": {"path": str(notebook.parent)}})
+            try:
+                client.execute()
+            except nbclient.exceptions.CellExecutionError as err:
+                error = f"{err.ename}: {err.evalue}"
+            except Exception as err:   # a dead kernel (out of memory), a timeout
+                error = f"{type(err).__name__}: {err}"
+        nbformat.write(nb, out / notebook.name)
+        code = [c.source for c in nb.cells if c.cell_type == "code"]
     seconds = time.perf_counter() - began
-    nbformat.write(nb, out / notebook.name)
     lines = [json.loads(line) for line in records.read_text().splitlines()] if records.exists() else []
-    code = [c for c in nb.cells if c.cell_type == "code"][1:]   # the probe's own cell first
     cells = []
-    for i, (cell, rec) in enumerate(zip(code, lines[1:])):
-        cells.append({"cell": i, "source": _first_line(cell.source), **rec})
+    for i, (source, rec) in enumerate(zip(code[1:], lines[1:])):   # the probe's own cell first
+        cells.append({"cell": i, "source": _first_line(source), **rec})
     peak = max((c["host_bytes"] or 0 for c in cells), default=0) / 1e9
     over = [c for c in cells if (c["host_bytes"] or 0) / 1e9 > limit_gb]
     if over:
@@ -156,7 +198,7 @@ def rehearse_notebook(notebook: Path, out: Path, *, batches: int, data_dir: Path
         error = f"{memory}; {error}" if error else memory
     return {"notebook": notebook.name, "ok": not error, "error": error, "seconds": seconds, "cells": cells,
             "peak_host_gb": peak, "peak_gpu_gb": max((c["gpu_bytes"] or 0 for c in cells), default=0) / 1e9,
-            "ran": len(cells), "code_cells": len(code)}
+            "ran": len(cells), "code_cells": len(code) - 1}
 
 
 def print_report(result: dict) -> None:
@@ -220,7 +262,7 @@ def check_resume(device=None) -> dict:
 
 
 def main(notebooks: list[Path], *, out: Path, batches: int, offline: bool, timeout: int | None, limit_gb: float,
-         gpu_check: bool) -> int:
+         gpu_check: bool, in_process: bool = False) -> int:
     out = out.resolve()
     data_dir = offline_data(default_data_dir(), out / "data") if offline else None
     if offline:
@@ -231,7 +273,7 @@ def main(notebooks: list[Path], *, out: Path, batches: int, offline: bool, timeo
     for nb in notebooks:
         print(f"rehearsing {nb.name} (full profile, {batches} batch(es) per pass) ...", flush=True)
         result = rehearse_notebook(nb, out / nb.stem, batches=batches, data_dir=data_dir, timeout=timeout,
-                                   limit_gb=limit_gb)
+                                   limit_gb=limit_gb, in_process=in_process)
         print_report(result)
         results.append(result)
     (out / "rehearsal.json").write_text(json.dumps(results, indent=1))
@@ -251,9 +293,10 @@ def cli(args) -> int:
     from .course import notebooks
     return main(notebooks(args.notebooks), out=args.out or project_root() / "runs" / "rehearsal",
                 batches=args.batches, offline=args.offline_data, timeout=args.timeout, limit_gb=args.limit_gb,
-                gpu_check=args.gpu_check)
+                gpu_check=args.gpu_check, in_process=args.in_process)
 
 
-if __name__ == "__main__":   # pragma: no cover
-    sys.exit(main([Path(p) for p in sys.argv[1:]], out=Path("runs/rehearsal"), batches=2, offline=False,
-                  timeout=None, limit_gb=COLAB_VM_GB, gpu_check=False))
+if __name__ == "__main__":   # the in-process executor: python -m helpers.rehearse --execute NOTEBOOK RECORDS
+    if len(sys.argv) == 4 and sys.argv[1] == "--execute":
+        sys.exit(_execute_in_process(Path(sys.argv[2]), Path(sys.argv[3])))
+    sys.exit("usage: course rehearse (see `course rehearse --help`)")
