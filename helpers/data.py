@@ -505,6 +505,21 @@ def load(name: str, split: str, root: str | Path | None = None, *, folder: str |
                      skipped=[tuple(s) for s in blob.get("skipped", [])])
 
 
+def write_cache(d: ImageData, root: str | Path, name: str, folder: str, split: str) -> Path:
+    """Write `d` as load()'s cache of the class folders `root/folder/split`, as if it had decoded them: for a
+    folder whose images are known already (a rehearsal's copy of the stand-in, linked from files decoded
+    before). The cache records the folder's fingerprint, so a later change to the folder rebuilds it."""
+    root = Path(root).expanduser().resolve()
+    source_dir = root / folder / split
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"write_cache: {source_dir} is not a folder of images")
+    header = {"version": CACHE_VERSION, "name": name, "folder": folder, "split": split, "size": IMAGE_SIZE[name],
+              "fingerprint": _fingerprint(source_dir)}
+    file = _cache_file(root, name, folder, split)
+    _write_cache(file, {**header, **_to_blob(d)})
+    return file
+
+
 ORIGIN_MARK = ".course-origin"   # in a folder extracted from a download: where the archive came from
 
 

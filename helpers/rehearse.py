@@ -27,7 +27,10 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from .runtime import default_data_dir, environment, project_root
 
@@ -72,7 +75,9 @@ def offline_data(source: Path, target: Path, *, unlabeled: int = 100_000) -> Pat
     and `stl10/` made from the offline stand-in (`stl10-standin`), its unlabeled images linked again and again
     up to STL-10's 100,000, so that the full profile's memory and loops meet the real split's size. Its origin
     mark says so, and the notebooks label their figures from it. Caches already decoded in `source` are
-    linked too; what the rehearsal decodes stays in `target`."""
+    linked too, and `stl10`'s are written from the stand-in's (decoded once, in `source`): the 100,000 links
+    hold 10 copies of the same images, which need not be decoded again."""
+    from . import data
     source, target = Path(source).resolve(), Path(target)
     standin = source / "stl10-standin"
     if not standin.is_dir():
@@ -95,13 +100,22 @@ def offline_data(source: Path, target: Path, *, unlabeled: int = 100_000) -> Pat
         stl.mkdir()
         for split in ("train", "test"):
             (stl / split).symlink_to(standin / split)
-        files = sorted((standin / "unlabeled").iterdir())
+        files = sorted(f for f in (standin / "unlabeled").iterdir() if not f.name.startswith("."))
         (stl / "unlabeled").mkdir()
         for i in range(unlabeled):
             original = files[i % len(files)]
             (stl / "unlabeled" / f"{i:06d}{original.suffix}").symlink_to(original)
-        marker.write_text(f"the STL-10 stand-in (NOT STL-10), its {len(files):,} unlabeled images repeated to "
-                          f"{unlabeled:,} (a rehearsal)\n")
+        origin = (f"the STL-10 stand-in (NOT STL-10), its {len(files):,} unlabeled images repeated to {unlabeled:,} "
+                  f"(a rehearsal)")
+        for split in ("train", "test", "unlabeled"):   # the links' images, from the stand-in's decoded splits
+            d = data.load("stl10", split, source, folder="stl10-standin", verbose=False)
+            if split == "unlabeled":
+                reps = -(-unlabeled // len(d))
+                d = replace(d, images=d.images.repeat(reps, 1, 1, 1)[:unlabeled],
+                            labels=torch.full((unlabeled,), -1, dtype=torch.int64))
+            data.write_cache(replace(d, origin=origin, source=str(stl / split)), target, "stl10", "stl10", split)
+            del d
+        marker.write_text(origin + "\n")
     return target
 
 

@@ -81,21 +81,32 @@ def test_the_probe_records_every_cells_time_and_memory_and_a_failure(tmp_path, i
     assert re.match(r"host memory \d\.\d GB in code cell 0, over 0.2 GB; ", result["error"])
 
 
-def test_offline_data_gives_stl10_its_full_size_from_the_stand_in_and_says_so(tmp_path):
+def test_offline_data_gives_stl10_its_full_size_from_the_stand_in_and_says_so(tmp_path, monkeypatch):
+    from PIL import Image
     source = tmp_path / "data"
-    for split, n in (("train", 2), ("test", 2), ("unlabeled", 3)):
-        folder = source / "stl10-standin" / split / ("airplane" if split != "unlabeled" else "")
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            (folder / f"{i}.jpg").write_bytes(b"an image")
+    g = torch.Generator().manual_seed(0)
+
+    def image(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = torch.randint(0, 256, (96, 96, 3), dtype=torch.uint8, generator=g).numpy()
+        Image.fromarray(pixels).save(path)
+
+    for split in ("train", "test"):
+        for c in data.STL10_CLASSES:
+            image(source / "stl10-standin" / split / c / "0.png")
+    for i in range(3):
+        image(source / "stl10-standin" / "unlabeled" / f"{i}.png")
     (source / "cifar10").mkdir()
     target = rehearse.offline_data(source, tmp_path / "rehearsal", unlabeled=7)
     assert (target / "cifar10").resolve() == (source / "cifar10").resolve()
     assert len(list((target / "stl10" / "unlabeled").iterdir())) == 7
-    assert "stand-in" in data.read_origin(target / "stl10") and "NOT STL-10" in data.read_origin(target / "stl10")
-    fake = data.ImageData(images=torch.zeros(1, 3, 96, 96, dtype=torch.uint8), labels=torch.zeros(1).long(),
-                          classes=("a",), origin=data.read_origin(target / "stl10"))
-    assert data.is_standin(fake)
+    assert "NOT STL-10" in data.read_origin(target / "stl10")
+    monkeypatch.setattr(data, "_decode", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    unlabeled = data.load("stl10", "unlabeled", target, verbose=False)   # from the cache written for the links
+    standin = data.load("stl10", "unlabeled", source, folder="stl10-standin", verbose=False)
+    assert torch.equal(unlabeled.images, standin.images[torch.arange(7) % 3]) and (unlabeled.labels == -1).all()
+    train = data.load("stl10", "train", target, verbose=False)
+    assert len(train) == 10 and data.is_standin(train) and data.is_standin(unlabeled)
 
 
 # ----------------------------------------------------------------------------- the rehearsals themselves
