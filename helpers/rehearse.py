@@ -275,6 +275,59 @@ def check_resume(device=None) -> dict:
     return {"ok": ok, "device": str(device)}
 
 
+def check_deterministic(device=None) -> dict:
+    """One training step of each kind the notebooks take, with deterministic algorithms asked for (the setup
+    cell's DETERMINISTIC = True): every warning PyTorch gives for an operation without a deterministic
+    version on this device is collected and printed. On the CPU there is none; on CUDA this is the check."""
+    import warnings
+
+    import torch.nn.functional as F
+
+    from . import autoencoders, losses, models
+    from .runtime import pick_device
+    device = torch.device(device) if device is not None else pick_device()
+    saved = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    found = []
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(8, 3, 64, 64, generator=g).to(device)
+        y = torch.arange(8).remainder(4).to(device)
+        steps = {}
+        for stem in ("cifar", "imagenet"):
+            net = models.resnet18(num_classes=4, stem=stem, widths=(8, 16, 32, 64)).to(device)
+            steps[f"cross-entropy, {stem} stem"] = lambda net=net: F.cross_entropy(net(x), y, label_smoothing=0.1)
+        net = models.resnet18(num_classes=16, stem="imagenet", widths=(8, 16, 32, 64)).to(device)
+        centers = losses.CenterLoss(4, 16).to(device)
+
+        def center():
+            f = net(x)
+            loss = F.cross_entropy(f[:, :4], y) + 0.1 * centers(f, y)
+            centers.update(f, y)
+            return loss
+        steps["center loss and its update"] = center
+        steps["triplet, batch-hard"] = lambda: losses.batch_hard_triplet_loss(net(x), y, 0.2)
+        steps["NT-Xent"] = lambda: losses.nt_xent(*net(x).chunk(2), 0.5)
+        steps["pair loss"] = lambda: losses.contrastive_pair_loss(*net(x).chunk(2), y[:4] == y[4:])
+        stage = autoencoders.StageAutoencoder(autoencoders.stages_below(net, 1), net.layer1,
+                                              autoencoders.stage_decoder(8, 8, 1)).to(device)
+        steps["greedy stage"] = lambda: autoencoders.reconstruction_step(stage, (x, y))[0]
+        decoders = autoencoders.stage_decoder(64, 3, 4).to(device)
+        steps["stem decoder (4× up)"] = lambda: F.mse_loss(decoders(torch.randn(8, 64, 16, 16, device=device)), x)
+        for name, step in steps.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                step().backward()
+            found += [(name, str(w.message).splitlines()[0]) for w in caught]
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    for name, message in found:
+        print(f"deterministic mode on {device}: {name}: {message}")
+    print(f"deterministic mode on {device}: {len(found)} warning(s) over {len(steps)} kinds of training step")
+    return {"ok": True, "device": str(device), "warnings": found}
+
+
 def main(notebooks: list[Path], *, out: Path, batches: int, offline: bool, timeout: int | None, limit_gb: float,
          gpu_check: bool, in_process: bool = False) -> int:
     out = out.resolve()
@@ -284,6 +337,7 @@ def main(notebooks: list[Path], *, out: Path, batches: int, offline: bool, timeo
     results = []
     if gpu_check:
         results.append({"notebook": "(resume check)", **check_resume()})
+        results.append({"notebook": "(deterministic mode)", **check_deterministic()})
     for nb in notebooks:
         print(f"rehearsing {nb.name} (full profile, {batches} batch(es) per pass) ...", flush=True)
         result = rehearse_notebook(nb, out / nb.stem, batches=batches, data_dir=data_dir, timeout=timeout,

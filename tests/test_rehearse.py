@@ -109,6 +109,13 @@ def test_offline_data_gives_stl10_its_full_size_from_the_stand_in_and_says_so(tm
     assert len(train) == 10 and data.is_standin(train) and data.is_standin(unlabeled)
 
 
+def test_the_gpu_checks_run_on_this_machine_too():
+    # (on a GPU they are the point: CUDA's RNG states at a resume, CUDA's nondeterministic kernels)
+    assert rehearse.check_resume("cpu")["ok"]
+    result = rehearse.check_deterministic("cpu")
+    assert result["warnings"] == [] and not torch.are_deterministic_algorithms_enabled()   # the switch is put back
+
+
 # ----------------------------------------------------------------------------- the rehearsals themselves
 
 @pytest.mark.rehearsal
