@@ -49,6 +49,7 @@ def test_setup_cell_mounts_drive_for_checkpoints_when_asked(monkeypatch, use_dri
     colab.drive = types.SimpleNamespace(mount=mounted.append)
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)   # (CI sets it to ci)
     source = _setup_cell(NOTEBOOKS[0]).replace("USE_DRIVE = False", f"USE_DRIVE = {use_drive}")
     exec(compile(source, "setup cell", "exec"), {})
     import os
