@@ -253,10 +253,23 @@ class Plan:
         """Work on the host's CPU (decoding data, t-SNE, NumPy metrics, Python loops): `seconds` as measured on
         this machine (e.g. by timing a sample with `time_host` and scaling it). Colab's VM has 2 CPU cores: a
         figure measured on a 2-core machine stands for it."""
+        self._add_seconds("host", name, seconds)
+
+    def add_loading(self, name: str, *, seconds: float, downloaded: float = 0.0) -> None:
+        """The data's loading, as measured: `seconds` in all, of which `downloaded` went to downloads
+        (`data.download_seconds()`). The rest (decoding, caching) is host work; the download is reported
+        apart and not counted in the estimate, since it depends on the network and happens once per machine."""
+        downloaded = min(max(downloaded, 0.0), seconds)
+        self._add_seconds("host", name + (" (the download apart)" if downloaded else ""), seconds - downloaded)
+        if downloaded:
+            self._add_seconds("net", f"  its download (once per machine; not counted)", downloaded)
+
+    def _add_seconds(self, kind: str, name: str, seconds: float) -> None:
         if not seconds >= 0:
             raise ValueError(f"seconds must be ≥ 0, not {seconds}")
-        self.rows.append({"kind": "host", "name": name, "size": None, "trainable": None, "images": 0, "amp": True,
-                          "passes": 0, "flops_per_image": 0.0, "pflop": 0.0, "t4_minutes": seconds / 60,
+        self.rows.append({"kind": kind, "name": name, "size": None, "trainable": None, "images": 0, "amp": True,
+                          "passes": 0, "flops_per_image": 0.0, "pflop": 0.0,
+                          "t4_minutes": seconds / 60 if kind == "host" else 0.0,
                           "host_seconds": float(seconds), "_key": None})
 
     def _add(self, kind: str, name: str, make_model, *, images, size, in_channels, trainable, amp, passes) -> None:
@@ -286,13 +299,15 @@ class Plan:
                batch_size: int = 32) -> dict:
         """Print the table, the total and the estimates (T4, and `device` when measure); return them.
 
-        Returns {"pflop", "t4_minutes" (everything), "train_minutes", "inference_minutes", "host_minutes" (the
-        T4 estimate's parts), "device_minutes" (None without measure), "t4_tflops", "rows"}.
+        Returns {"pflop", "t4_minutes" (everything but downloads), "train_minutes", "inference_minutes",
+        "host_minutes" (the T4 estimate's parts), "download_minutes" (apart), "device_minutes" (None without
+        measure), "t4_tflops", "rows"}.
         """
         device = torch.device(device)
         pflop = self.pflop
         t4_minutes = sum(row["t4_minutes"] for row in self.rows)
         part = {kind: sum(r["t4_minutes"] for r in self.rows if r["kind"] == kind) for kind in ("train", "infer", "host")}
+        network = sum(r["host_seconds"] for r in self.rows if r["kind"] == "net") / 60
         timed: dict[tuple, float] = {}
         if measure:
             for key, (make_model, size, in_channels, trainable, amp) in self._builders.items():
@@ -302,7 +317,7 @@ class Plan:
         rows = []
         for row in self.rows:
             out = {k: v for k, v in row.items() if k != "_key"}
-            if row["kind"] == "host":
+            if row["kind"] in ("host", "net"):
                 out["device_minutes"] = row["t4_minutes"]
             elif row["_key"] in timed:
                 seconds = timed[row["_key"]] * row["passes"]
@@ -318,9 +333,9 @@ class Plan:
         print(f"  {'':<{width}}  {'kind':>5}  {'size':>4}  {'GFLOP/image':>11}  {'images':>13}  {'PFLOP':>8}  "
               f"{'T4 min':>7}" + (f"  {'TFLOP/s here':>12}" if measure else ""))
         for r in rows:
-            if r["kind"] == "host":
-                line = (f"  {r['name']:<{width}}  {'host':>5}  {'':>4}  {'':>11}  {'':>13}  {'':>8}  "
-                        f"{r['t4_minutes']:>6.1f}{'h'}")
+            if r["kind"] in ("host", "net"):
+                line = (f"  {r['name']:<{width}}  {r['kind']:>5}  {'':>4}  {'':>11}  {'':>13}  {'':>8}  "
+                        f"{r['host_seconds'] / 60:>6.1f}{'h' if r['kind'] == 'host' else ' '}")
             else:
                 line = (f"  {r['name']:<{width}}  {r['kind']:>5}  {r['size']:>4}  {r['flops_per_image'] / 1e9:>11.3f}  "
                         f"{r['images']:>13,}  {r['pflop']:>8.3f}  {r['t4_minutes']:>6.1f}{'' if r['amp'] else '*'}")
@@ -330,7 +345,8 @@ class Plan:
         print(f"  {'total':<{width}}  {'':>5}  {'':>4}  {'':>11}  {sum(r['images'] for r in rows):>13,}  {pflop:>8.3f}  "
               f"{t4_minutes:>6.1f}")
         print(f"T4 estimate: {_minutes(t4_minutes)} (training {part['train']:.1f}, inference {part['infer']:.1f}, "
-              f"host work {part['host']:.1f}) for {pflop:.3g} PFLOP")
+              f"host work {part['host']:.1f}) for {pflop:.3g} PFLOP"
+              + (f"; downloads took {network:.1f} min more here (not counted)" if network else ""))
         print(f"  assumed T4 rates: training, mixed precision {T4_TFLOPS:.1f} TFLOP/s (ResNet-50, "
               f"{T4_RESNET50_TRAINING_IMAGES_PER_S:.0f} img/s × {RESNET50_TRAINING_FLOPS / 1e9:.1f} GFLOP), * fp32 "
               f"{T4_FP32_TFLOPS:.1f} TFLOP/s ({T4_RESNET50_FP32_TRAINING_IMAGES_PER_S:.0f} img/s); inference "
@@ -342,8 +358,8 @@ class Plan:
             print(f"{_device_label(device)} estimate: {_minutes(device_minutes)}, from timing {steps} steps of "
                   f"{batch_size} images per model after a warm-up step, and the host work above")
         return {"pflop": pflop, "t4_minutes": t4_minutes, "train_minutes": part["train"],
-                "inference_minutes": part["infer"], "host_minutes": part["host"], "device_minutes": device_minutes,
-                "t4_tflops": T4_TFLOPS, "rows": rows}
+                "inference_minutes": part["infer"], "host_minutes": part["host"], "download_minutes": network,
+                "device_minutes": device_minutes, "t4_tflops": T4_TFLOPS, "rows": rows}
 
 
 def _minutes(minutes: float) -> str:

@@ -538,6 +538,20 @@ def is_standin(d: ImageData) -> bool:
     return "stl10-standin" in d.origin or "stand-in" in d.origin.lower()
 
 
+# Seconds this process spent transferring datasets from a host (the download module adds to it).
+_DOWNLOADING = {"seconds": 0.0}
+
+
+def note_download(seconds: float) -> None:
+    _DOWNLOADING["seconds"] += seconds
+
+
+def download_seconds() -> float:
+    """Seconds this process spent downloading datasets: the transfers alone, not the extraction or decoding
+    after them (a budget reports them apart, since they depend on the network, not on the notebook)."""
+    return _DOWNLOADING["seconds"]
+
+
 # Where each split loaded in this process came from: results.record writes it into every result.
 LOADED: dict[tuple[str, str], str] = {}
 

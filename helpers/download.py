@@ -272,6 +272,7 @@ def _hub_file(mirror, file: HubFile, cache: Path, limit: float | None, verbose: 
     elif limit is not None and verbose:
         print(f"note: this huggingface_hub ({_hub_version()}) cannot report progress to the course, so a slow "
               f"{mirror.origin} is not abandoned for the next source; `pip install -U huggingface_hub` allows it")
+    began = time.monotonic()
     for attempt in range(RESUME_ATTEMPTS + 1):
         try:
             with _hub_settings():
@@ -288,6 +289,9 @@ def _hub_file(mirror, file: HubFile, cache: Path, limit: float | None, verbose: 
             if verbose:
                 print(f"{mirror.origin}: the transfer of {file.path} was cut off ({type(err).__name__}); "
                       f"trying again")
+        finally:
+            _data.note_download(time.monotonic() - began)
+            began = time.monotonic()
     got = sha256(path)
     if got != file.sha256:
         _forget(path)
@@ -533,7 +537,11 @@ def _from_official(source: OfficialArchive, name: str, split: str, root: Path) -
     archive = root / source.filename
     existed = archive.exists()
     check_archive(archive, source.md5)
-    fetched = 0 if existed else _download_resumable(source.url, archive, source.md5, verbose=True)
+    began = time.monotonic()
+    try:
+        fetched = 0 if existed else _download_resumable(source.url, archive, source.md5, verbose=True)
+    finally:
+        _data.note_download(time.monotonic() - began)
     extract_archive(str(archive), str(root))
     _data.mark_origin(_extracted_folder(name, root), source.origin)
     return (None if name == "tiny-imagenet" else read_torchvision(name, split, root)), fetched

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from helpers import budget, models
+from helpers import budget, data, models
 
 
 def test_linear_layer_costs_its_forward_plus_its_weight_gradient():
@@ -204,6 +204,35 @@ def test_forward_passes_and_host_work_are_counted_beside_training(capsys):
     assert result["t4_minutes"] == pytest.approx(train["t4_minutes"] + result["inference_minutes"] + 1.5)
     out = capsys.readouterr().out
     assert "inference" in out and "host work 1.5" in out and f"{budget.T4_INFERENCE_TFLOPS:.1f} TFLOP/s mixed" in out
+
+
+def test_a_download_is_reported_apart_and_the_decoding_counted(capsys):
+    """On Colab a notebook's first load downloads its dataset: minutes that depend on the network, which
+    must not push the full profile's budget over its limit (the budget cell asserts it)."""
+    plan = budget.Plan("toy")
+    plan.add_loading("loading", seconds=600, downloaded=540)
+    plan.add_loading("loading again", seconds=30)
+    result = plan.report("cpu", measure=False)
+    assert result["host_minutes"] == pytest.approx(1.5) and result["t4_minutes"] == pytest.approx(1.5)
+    assert result["download_minutes"] == pytest.approx(9)
+    assert [r["kind"] for r in result["rows"]] == ["host", "net", "host"]
+    assert "downloads took 9.0 min more here (not counted)" in capsys.readouterr().out
+    plan = budget.Plan("toy")
+    plan.add_loading("loading", seconds=10, downloaded=12)   # timers disagree: never a negative host row
+    assert plan.report("cpu", measure=False)["host_minutes"] == 0
+
+
+def test_the_download_clock_counts_transfers_only(tmp_path, monkeypatch):
+    from helpers import download
+    before = data.download_seconds()
+    monkeypatch.setattr(download, "_download_resumable", lambda *a, **k: time.sleep(0.2) or 1)
+    monkeypatch.setattr(download, "check_archive", lambda *a: None)
+    monkeypatch.setattr(download, "read_torchvision", lambda *a: None)
+    monkeypatch.setattr("torchvision.datasets.utils.extract_archive", lambda *a: time.sleep(0.3))
+    monkeypatch.setattr(download._data, "mark_origin", lambda *a: None)
+    source = download.SOURCES["cifar10"][-1]
+    download._from_official(source, "cifar10", "train", tmp_path)
+    assert 0.2 <= data.download_seconds() - before < 0.3
 
 
 def test_inference_rates_use_resnet50s_counted_forward_flops():
