@@ -488,9 +488,7 @@ def _download_resumable(url: str, archive: Path, md5: str, verbose: bool) -> int
         have = partial.stat().st_size if partial.exists() else 0
         request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
         try:
-            with socket_timeout(READ_TIMEOUT), urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT) as response:
-                if response.status == 416:   # nothing left to send: the partial file is whole
-                    break
+            with socket_timeout(READ_TIMEOUT), urllib.request.urlopen(request, timeout=READ_TIMEOUT) as response:
                 if have and response.status != 206:   # ranges ignored: the whole file comes again
                     have = 0
                 length = response.headers.get("Content-Length")
@@ -507,14 +505,14 @@ def _download_resumable(url: str, archive: Path, md5: str, verbose: bool) -> int
                                           f"of {_size(total)}")
             break
         except urllib.error.HTTPError as err:
-            if err.code == 416 and have:
+            if err.code == 416 and have:   # nothing left to send: the partial file is whole
                 break
             raise
         except (OSError, http.client.HTTPException) as err:   # a stall (socket timeout), a cut connection: the rest
             got = partial.stat().st_size if partial.exists() else 0
             tries = 1 if got > last else tries + 1   # RESUME_ATTEMPTS tries in a row without a byte more: give up
             last = got
-            if got == 0 or tries > RESUME_ATTEMPTS:
+            if tries > (RESUME_ATTEMPTS if got else 2):   # a host that never sent a byte: asked twice, not seven times
                 raise
             if verbose:
                 print(f"\n{archive.name}: the transfer stopped after {_size(got)} ({_why(err)}); asking for the rest")

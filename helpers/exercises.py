@@ -48,9 +48,11 @@ class DeviceError(AssertionError):
 _FACTORIES = {"tensor", "as_tensor", "asarray", "from_numpy", "zeros", "ones", "full", "empty", "empty_strided",
               "rand", "randn", "randint", "randperm", "arange", "range", "linspace", "logspace", "eye", "normal",
               "tril_indices", "triu_indices", "scalar_tensor", "bernoulli", "poisson"}
-# operations that accept tensors on two devices: indices and values of a CUDA tensor may live on the CPU,
-# and these copy or only read metadata
-_MIXING_ALLOWED = {"__getitem__", "__setitem__", "index_put_", "index_put", "copy_", "to", "cpu", "cuda", "type",
+# factories that, given a tensor, make theirs on its device: a copy of one tensor, or draws with tensor parameters
+_COPIES = {"tensor", "as_tensor", "asarray"}
+_DRAWS = {"normal", "bernoulli", "poisson"}
+# operations that accept tensors on two devices: they copy or only read metadata (indexing has its own rule)
+_MIXING_ALLOWED = {"copy_", "to", "cpu", "cuda", "type",
                    "__get__", "__set__", "__repr__", "__str__", "__format__", "__len__", "size", "dim", "numel",
                    "numpy", "tolist", "item", "__bool__", "__int__", "__float__", "__index__", "__iter__",
                    "__contains__", "detach", "clone", "contiguous", "float", "double", "long", "int", "bool", "half"}
@@ -59,6 +61,9 @@ _MIXING_ALLOWED = {"__getitem__", "__setitem__", "index_put_", "index_put", "cop
 def _tensors(value, depth: int = 0):
     if isinstance(value, torch.Tensor):
         yield value
+    elif isinstance(value, torch.nn.Module):   # the lesson moves a network to its device: parameters and buffers
+        yield from value.parameters()
+        yield from value.buffers()
     elif isinstance(value, (list, tuple)) and depth < 3:
         for v in value:
             yield from _tensors(v, depth + 1)
@@ -82,8 +87,9 @@ class _Tracker(TorchFunctionMode):
     """Follows, on the CPU, where each tensor would be if the inputs were on a GPU: 'gpu' (the inputs, what
     is computed from them, what is created with device= or moved with .to(device)) or 'cpu' (created
     without device=, or moved with .cpu()). Records the first operation CUDA would refuse: tensors of both
-    kinds in one operation (a CPU tensor with one element, a Python-like scalar, is allowed, as are CPU
-    indices into a GPU tensor), or a random draw whose generator is on the other device."""
+    kinds in one operation (a zero-dimensional CPU tensor, a Python-like scalar, is allowed, as are CPU
+    indices into a GPU tensor, but not values written through them), or a random draw whose generator is on
+    the other device."""
 
     def __init__(self, inputs, generators):
         super().__init__()
@@ -97,7 +103,7 @@ class _Tracker(TorchFunctionMode):
         self.where[id(t)] = (device, how, t)   # the tensor is kept: its id is not reused during the check
 
     def device_of(self, t: torch.Tensor) -> tuple[str, str]:
-        device, how, _ = self.where.get(id(t), ("cpu", "a tensor from outside the function", None))
+        device, how, _ = self.where.get(id(t), ("cpu", "a tensor the function was not given: a global, or a parameter of a layer built inside it", None))
         return device, how
 
     def _named_device(self, value) -> str | None:
@@ -125,13 +131,13 @@ class _Tracker(TorchFunctionMode):
         # where the result would be
         if name.startswith("new_") or name.endswith("_like"):
             device = self._named_device(kwargs.get("device")) or (found[0][1] if found else "cpu")
-        elif name in _FACTORIES and not inputs:
-            device = self._named_device(kwargs.get("device")) or "cpu"
-            generator = kwargs.get("generator")
-            if generator is not None and (id(generator) in self.gpu_generators) != (device == "gpu"):
-                self._report(f"`torch.{name}` draws with a generator on the {'GPU' if device == 'cpu' else 'CPU'} "
-                             f"into a tensor on the {'CPU' if device == 'cpu' else 'GPU'}: on a GPU the generator and "
-                             f"the tensor must share a device (pass device= the inputs' device)")
+        elif name in _FACTORIES:
+            device = self._named_device(kwargs.get("device"))
+            if device is None and name in _COPIES and isinstance(args[0] if args else None, torch.Tensor):
+                device = found[0][1]   # torch.tensor(x), torch.as_tensor(x): x's device
+            elif device is None and name in _DRAWS and inputs:
+                device = "gpu" if gpu_in else "cpu"   # torch.normal(mean, std) with tensors: theirs
+            device = device or "cpu"   # sizes or values, even from a tensor (torch.arange(n), torch.full(s, v))
         elif name == "to":
             named = [self._named_device(a) for a in list(args[1:]) + list(kwargs.values())]
             named = [d for d in named if d is not None]
@@ -140,22 +146,37 @@ class _Tracker(TorchFunctionMode):
             device = "cpu"
         elif name == "cuda":
             device = "gpu"
-        elif name in ("__getitem__", "__setitem__") and found:
+        elif name in ("__getitem__", "__setitem__", "index_put_", "index_put") and found:
             device = found[0][1]
-            index = list(_tensors(args[1:2]))   # (a value written may come from any device: it is copied)
+            index = list(_tensors(args[1:2]))
             if device == "cpu" and any(self.device_of(t)[0] == "gpu" for t in index):
                 self._report(f"indexing a tensor on the CPU ({found[0][2]}) with an index on the GPU: on a GPU "
                              f"both must be on the GPU (create it with device=)")
+            # A value written through a tensor index (x[mask] = v, index_put_) must be on x's device unless it
+            # has no dimensions; through integers and slices it is copied from anywhere.
+            value = args[2] if len(args) > 2 else kwargs.get("values")
+            if index and isinstance(value, torch.Tensor) and value.dim() > 0:
+                value_device, how = self.device_of(value)
+                if value_device != device:
+                    self._report(f"writing values on the {value_device.upper()} ({how}) through a tensor index into "
+                                 f"a tensor on the {device.upper()}: on a GPU the values must be on the tensor's "
+                                 f"device (create them with device=, or move them with .to(x.device))")
         else:
             device = "gpu" if gpu_in else "cpu"
             if name not in _MIXING_ALLOWED and gpu_in:
-                lone = [(t, how) for t, d, how in found if d == "cpu" and t.numel() > 1]
+                lone = [(t, how) for t, d, how in found if d == "cpu" and t.dim() > 0]
                 if lone:
                     t, how = lone[0]
                     self._report(f"`{name}` mixes tensors on two devices: one of shape {tuple(t.shape)} on the CPU "
                                  f"({how}) and the inputs' on the GPU. Create tensors on the inputs' device "
                                  f"(e.g. torch.zeros(n, device=x.device)) or move them there (.to(x.device))")
-        if name in _FACTORIES and not inputs:
+        generator = kwargs.get("generator")
+        if isinstance(generator, torch.Generator) and (id(generator) in self.gpu_generators) != (device == "gpu"):
+            shown = f"torch.{name}" if name in _FACTORIES else name
+            self._report(f"`{shown}` draws with a generator on the {'GPU' if device == 'cpu' else 'CPU'} into a "
+                         f"tensor on the {'CPU' if device == 'cpu' else 'GPU'}: on a GPU the generator and the "
+                         f"tensor must share a device (pass device= the inputs' device)")
+        if name in _FACTORIES and device == "cpu" and not any(d == "cpu" for _, d, _ in found):
             how = f"made by `torch.{name}`" + ("" if "device" in kwargs else " without device=")
         elif device == "cpu" and any(d == "cpu" for _, d, _ in found):   # where the CPU tensor it comes from was made
             how = next(h for _, d, h in found if d == "cpu")
@@ -171,10 +192,11 @@ def same_device(fn: Callable[..., Any], *args, **kwargs) -> Any:
 
     The lessons run an answer on the GPU, with inputs there (and random draws from a generator there);
     a test on the CPU cannot see a tensor made without `device=`, since everything is on the CPU. This
-    follows every torch operation of the call and treats the arguments (tensors and generators) as if they
-    were on a GPU; it raises DeviceError if the answer mixes them with tensors it made on the CPU, draws
-    with a generator on the other device, or returns a result on the CPU. What it cannot see: operations
-    outside torch (NumPy), and device rules that only the GPU's own kernels apply.
+    follows every torch operation of the call and treats the arguments (tensors, generators, and the
+    parameters and buffers of networks) as if they were on a GPU; it raises DeviceError if the answer mixes
+    them with tensors it made on the CPU, draws with a generator on the other device, or returns a result on
+    the CPU. What it cannot see: operations outside torch (NumPy), tensors reached through other objects
+    than lists, tuples, dicts and networks, and device rules that only the GPU's own kernels apply.
     """
     inputs = list(_tensors(args)) + list(_tensors(kwargs))
     tracker = _Tracker(inputs, list(_generators(args)) + list(_generators(kwargs)))

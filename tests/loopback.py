@@ -9,6 +9,7 @@ other path is a plain file (an official host). Each file is served in one of the
   slow        `rate` bytes per second, in small pieces
   silent      the request is accepted and never answered (the connection stays open)
   silent_get  HEAD is answered, GET is accepted and never answered
+  silent_first the first `times` GETs (default 1) are accepted and never answered; later GETs are served
   cut         the first `times` GETs (default 1) stop after half of what they were asked for and
               close the connection; later GETs (a resume, with a Range header) are served in full
   stall       the first `times` GETs (default 1) send half of what they were asked for, then go silent
@@ -82,7 +83,10 @@ class Loopback:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
-        if mode == "silent" or (mode == "silent_get" and body):
+        first = mode == "silent_first" and body and self._cuts.get(path, 0) < options.get("times", 1)
+        if first:
+            self._cuts[path] = self._cuts.get(path, 0) + 1
+        if mode == "silent" or (mode == "silent_get" and body) or first:
             self.stop.wait(30)   # accepted, never answered
             h.close_connection = True
             return

@@ -360,6 +360,18 @@ def test_an_official_download_that_stalls_resumes_and_one_cut_off_by_a_disconnec
     assert [r[2] for r in _gets(host, "cifar-10-python")] == ["bytes=1000-"]
 
 
+def test_an_official_host_that_does_not_answer_the_first_request_is_asked_again(tmp_path, host, cifar, fast,
+                                                                              monkeypatch):
+    # the official host is the last source (STL-10's unlabeled split has no other): one lost first request
+    # must not end the load; a host that never answers is asked twice, then named (the test above)
+    images, labels = cifar
+    official = official_cifar(host, monkeypatch, images, labels)
+    host.serve("/~kriz/cifar-10-python.tar.gz", host.files["/~kriz/cifar-10-python.tar.gz"][0], "silent_first")
+    use(monkeypatch, "cifar10", official)
+    assert data.load("cifar10", "test", tmp_path).labels.tolist() == labels.tolist()
+    assert [r[2] for r in _gets(host, "cifar-10-python")] == [None, None]
+
+
 def test_a_corrupt_official_download_is_deleted_and_named(tmp_path, host, cifar, monkeypatch):
     images, labels = cifar
     official = official_cifar(host, monkeypatch, images, labels)

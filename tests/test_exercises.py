@@ -89,3 +89,60 @@ def test_answers_that_would_fail_on_a_gpu_are_named_with_the_operation(fn, args,
     with pytest.raises(exercises.DeviceError, match=fn.__name__ + " works on the CPU but would fail on a GPU") as err:
         exercises.same_device(fn, *args, **kwargs)
     assert words in str(err.value)
+
+
+def center_update_cpu_values(centers, features, labels, alpha):   # the new rows made on the CPU, written by index
+    classes = labels.unique()
+    new = torch.stack([centers[c] - alpha * (centers[c] - features[labels == c]).mean(0) for c in classes]).cpu()
+    out = centers.clone()
+    out[classes] = new
+    return out
+
+
+def one_element_cpu_tensor(x):   # shape (1,), not a scalar: CUDA refuses it beside a GPU tensor
+    return x * torch.ones(1)
+
+
+def arange_from_a_tensor(x):   # torch.arange(n) with n a GPU tensor still makes its result on the CPU
+    n = x.new_tensor(len(x), dtype=torch.long)
+    return x[torch.arange(n)] + torch.arange(n)[:, None]
+
+
+def multinomial_with_a_cpu_generator(probs):   # a generator of the answer's own, drawing on the GPU
+    return torch.multinomial(probs, 2, generator=torch.Generator().manual_seed(0))
+
+
+def forward_through_a_cpu_layer(net, x):   # a layer the answer built on the CPU, beside the lesson's network
+    return torch.nn.Linear(3, 3)(net(x))
+
+
+def right_answers_of_other_kinds(net, x, probs, generator):
+    values = torch.zeros(2, 3, device=x.device)
+    out = x.clone()
+    out[torch.tensor([0, 1])] = values                              # values on x's device, index on the CPU
+    out[0] = torch.ones(3)                                          # through an integer: copied from anywhere
+    draws = torch.multinomial(probs, 2, generator=generator)        # the lesson's generator, on the inputs' device
+    noise = torch.normal(out, 1.0, generator=generator)             # its mean's device
+    scale = torch.tensor(2.0)                                       # zero-dimensional: allowed beside GPU tensors
+    return net(out) * scale + noise.sum() + torch.as_tensor(x).sum() + draws.sum()
+
+
+def test_more_answers_that_keep_to_the_inputs_device_pass():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    exercises.same_device(right_answers_of_other_kinds, net, torch.randn(4, 3), torch.rand(4, 5),
+                          torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("fn, args, words", [
+    (center_update_cpu_values, (torch.zeros(3, 2), torch.ones(4, 2), torch.tensor([0, 2, 2, 0]), 0.5),
+     "writing values on the CPU"),
+    (one_element_cpu_tensor, (torch.randn(4),), "one of shape (1,) on the CPU (made by `torch.ones` without device=)"),
+    (arange_from_a_tensor, (torch.randn(4, 3),), "made by `torch.arange` without device="),
+    (multinomial_with_a_cpu_generator, (torch.rand(4, 5),), "`multinomial` draws with a generator on the CPU"),
+    (forward_through_a_cpu_layer, (torch.nn.Linear(3, 3), torch.randn(2, 3)), "a parameter of a layer built inside it"),
+])
+def test_more_answers_that_would_fail_on_a_gpu(fn, args, words):
+    fn(*args)
+    with pytest.raises(exercises.DeviceError, match=fn.__name__) as err:
+        exercises.same_device(fn, *args)
+    assert words in str(err.value)
