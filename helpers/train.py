@@ -125,10 +125,10 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
     step: `(model, batch) -> (loss, metrics)`; default: cross-entropy with `label_smoothing`.
     val_batches / evaluate_fn: evaluated after each epoch with `evaluate_fn(model, val_batches)`
         (default `evaluate`); its scalar results enter the history as `val_<name>`.
-    checkpoint: a path such as `runs/01_course.pt`. The run is saved after every epoch as
+    checkpoint: a path such as `runs/01_course.pt`. The run is saved (see checkpoint_every) as
         `runs/01_course-<hash>.pt`, where the hash covers everything that decides the result (see
         `helpers.checkpoints`: model and initial weights, optimizer and scheduler settings, step, data
-        and loader, RNG state, precision, `config`). An identical rerun resumes from that file, with the
+        and loader, RNG state, precision, `config`, and a rehearsal's cut). An identical rerun resumes from that file, with the
         same RNG states; a run with any setting changed trains anew beside it. A finished run keeps
         its weights, history and RNG state (no optimizer state) and is not trained again. Resuming
         gives the same weights as an uninterrupted run where every kernel is deterministic (the CPU;
@@ -175,7 +175,7 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
             epochs=epochs, steps_per_epoch=steps_per_epoch, scheduler_interval=scheduler_interval,
             precision=str(amp_dtype), tf32=device.type == "cuda" and amp_dtype is None and "off",
             channels_last=channels_last, compile=compile, grad_clip=grad_clip, rng=torch.get_rng_state(),
-            config=config)
+            config=config, **({} if rehearsal_batches() is None else {"rehearsal": rehearsal_batches()}))
         digest = checkpoints.identity_hash(identity)
         path = checkpoints.run_path(checkpoint, digest)
         checkpoints.check_writable(path.parent)

@@ -442,3 +442,19 @@ def test_fp16_loss_scaling_skipping_its_first_steps_raises_no_scheduler_warning(
         history = train.fit(model, _batches(tiny_data), 2, opt, sched, step=step, progress=False)
     assert len(calls) == 2 * 3 and len(stepped) < len(calls)   # the scaler skipped steps, the first one at least
     assert len(history) == 2 and sched.last_epoch == 2 * 3   # and the schedule counted every step
+
+
+def test_a_rehearsals_checkpoint_is_never_resumed_by_the_real_run(tiny_data, tmp_path, monkeypatch):
+    # A rehearsal cuts every pass to a few batches; where a split is that short anyway, its run would have the
+    # real run's identity, and the real run would take the rehearsal's (cut-evaluation) history as its own.
+    def run():
+        torch.manual_seed(0)
+        model = _small_model()
+        train.fit(model, _batches(tiny_data), 1, torch.optim.SGD(model.parameters(), lr=0.01),
+                  checkpoint=tmp_path / "run.pt", progress=False)
+        return {p.name for p in tmp_path.glob("run-*.pt")}
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    monkeypatch.setenv("COURSE_REHEARSAL", str(10 ** 6))   # cuts nothing here: the epoch is shorter
+    rehearsed = run()
+    monkeypatch.delenv("COURSE_REHEARSAL")
+    assert len(rehearsed) == 1 and len(run() - rehearsed) == 1
