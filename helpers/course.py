@@ -275,9 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     p_reh.add_argument("--offline-data", action="store_true",
                        help="STL-10 from the offline stand-in, its unlabeled split repeated to 100,000 images")
     p_reh.add_argument("--limit-gb", type=float, default=12.7, help="host memory a cell may peak at (Colab: 12.7)")
-    p_reh.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    p_reh.add_argument("--timeout", type=int, default=None,
+                       help="seconds per cell, or per notebook with --in-process (default: none)")
     p_reh.add_argument("--gpu-check", action="store_true",
-                       help="first interrupt a run mid-epoch and resume it on this device (the GPU check)")
+                       help="first interrupt a run mid-epoch and resume it on this device, and list the operations "
+                            "without a deterministic version there (the GPU check)")
     p_reh.add_argument("--in-process", action="store_true",
                        help="run each notebook's code cells in a fresh Python process instead of a Jupyter kernel")
     p_res = sub.add_parser("results", help="print the results tables (default: every profile's, and the stored)")

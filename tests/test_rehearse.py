@@ -62,7 +62,7 @@ def test_a_rehearsal_reads_a_few_batches_per_pass_and_keeps_the_epochs_length(ti
 
 @pytest.mark.parametrize("in_process", [False, True], ids=["kernel", "in-process"])
 def test_the_probe_records_every_cells_time_and_memory_and_a_failure(tmp_path, in_process):
-    nb = new_notebook(cells=[new_code_cell("x = bytearray(300_000_000)"), new_code_cell("del x"),
+    nb = new_notebook(cells=[new_code_cell("x = bytearray(300_000_000)"), new_code_cell("del x"), new_code_cell("\n"),
                              new_code_cell("import time; time.sleep(0.2)"), new_code_cell("1 / 0"),
                              new_code_cell("print('never')")])
     folder = tmp_path / "notebooks"
@@ -71,7 +71,8 @@ def test_the_probe_records_every_cells_time_and_memory_and_a_failure(tmp_path, i
     result = rehearse.rehearse_notebook(folder / "99_toy.ipynb", tmp_path / "out", batches=1, data_dir=None,
                                         timeout=120, limit_gb=12.7, in_process=in_process)
     assert not result["ok"] and ("ZeroDivisionError" in result["error"] or "a cell failed" in result["error"])
-    assert result["code_cells"] == 5 and result["ran"] == 4   # it stops at the error
+    assert result["code_cells"] == 5 and result["ran"] == 4   # it stops at the error (an empty cell is not run)
+    assert [c["source"] for c in result["cells"]][2:] == ["import time; time.sleep(0.2)", "1 / 0"]
     cells = result["cells"]
     assert [c["error"] for c in cells] == [False, False, False, True]
     assert cells[0]["host_bytes"] - cells[2]["host_bytes"] > 250_000_000   # the peak is the cell's own
@@ -109,9 +110,14 @@ def test_offline_data_gives_stl10_its_full_size_from_the_stand_in_and_says_so(tm
     assert len(train) == 10 and data.is_standin(train) and data.is_standin(unlabeled)
 
 
-def test_the_gpu_checks_run_on_this_machine_too():
+def test_the_gpu_checks_run_on_this_machine_too(monkeypatch):
     # (on a GPU they are the point: CUDA's RNG states at a resume, CUDA's nondeterministic kernels)
-    assert rehearse.check_resume("cpu")["ok"]
+    result = rehearse.check_resume("cpu")
+    assert result["ok"] and result["largest_difference"] == 0.0   # the CPU resumes exactly
+    monkeypatch.setattr(torch.optim.SGD, "load_state_dict", lambda self, state: None)   # momentum lost at a resume
+    result = rehearse.check_resume("cpu")
+    assert not result["ok"] and result["largest_difference"] > 0
+    monkeypatch.undo()
     result = rehearse.check_deterministic("cpu")
     assert result["warnings"] == [] and not torch.are_deterministic_algorithms_enabled()   # the switch is put back
 
