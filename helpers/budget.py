@@ -335,7 +335,8 @@ class Plan:
         for r in rows:
             if r["kind"] in ("host", "net"):
                 line = (f"  {r['name']:<{width}}  {r['kind']:>5}  {'':>4}  {'':>11}  {'':>13}  {'':>8}  "
-                        f"{r['host_seconds'] / 60:>6.1f}{'h' if r['kind'] == 'host' else ' '}")
+                        + (f"{r['host_seconds'] / 60:>6.1f}h" if r["kind"] == "host"
+                           else f"{'(' + format(r['host_seconds'] / 60, '.1f') + ')':>7}"))
             else:
                 line = (f"  {r['name']:<{width}}  {r['kind']:>5}  {r['size']:>4}  {r['flops_per_image'] / 1e9:>11.3f}  "
                         f"{r['images']:>13,}  {r['pflop']:>8.3f}  {r['t4_minutes']:>6.1f}{'' if r['amp'] else '*'}")
@@ -353,7 +354,8 @@ class Plan:
               f"{T4_INFERENCE_TFLOPS:.1f} TFLOP/s mixed, {T4_FP32_INFERENCE_TFLOPS:.1f} fp32 (measured "
               f"{T4_RESNET50_INFERENCE_IMAGES_PER_S} and {T4_RESNET50_FP32_INFERENCE_IMAGES_PER_S} img/s); all from "
               f"NVIDIA DeepLearningExamples' published T4 and V100 throughputs (helpers.budget); optimistic for "
-              f"small models. h: host work, timed on this machine ({_device_label(torch.device('cpu'))})")
+              f"small models. h: host work, timed on this machine ({_device_label(torch.device('cpu'))})"
+              + ("; (minutes): a download, not in the total" if network else ""))
         if measure:
             print(f"{_device_label(device)} estimate: {_minutes(device_minutes)}, from timing {steps} steps of "
                   f"{batch_size} images per model after a warm-up step, and the host work above")

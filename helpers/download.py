@@ -262,7 +262,11 @@ def _hub_file(mirror, file: HubFile, cache: Path, limit: float | None, verbose: 
     # A quick question first: a host that does not answer is passed over within CONNECT_TIMEOUT
     # (huggingface_hub would retry for a minute), and the answer must name the pinned file.
     url = hf_hub_url(mirror.repo, file.path, repo_type="dataset", revision=mirror.revision, endpoint=mirror.endpoint)
-    meta = get_hf_file_metadata(url, timeout=CONNECT_TIMEOUT, endpoint=mirror.endpoint)
+    began = time.monotonic()
+    try:
+        meta = get_hf_file_metadata(url, timeout=CONNECT_TIMEOUT, endpoint=mirror.endpoint)
+    finally:
+        _data.note_download(time.monotonic() - began)
     if meta.etag and len(meta.etag) == 64 and meta.etag != file.sha256:
         raise ChecksumError(f"the Hub names {file.path} at {mirror.revision[:8]} with SHA-256 {meta.etag}, "
                             f"not the pinned {file.sha256}; not downloaded")
@@ -512,7 +516,7 @@ def _download_resumable(url: str, archive: Path, md5: str, verbose: bool) -> int
             got = partial.stat().st_size if partial.exists() else 0
             tries = 1 if got > last else tries + 1   # RESUME_ATTEMPTS tries in a row without a byte more: give up
             last = got
-            if tries > (RESUME_ATTEMPTS if got else 2):   # a host that never sent a byte: asked twice, not seven times
+            if tries > (RESUME_ATTEMPTS if got else 1):   # a host that never sent a byte: asked twice, not seven times
                 raise
             if verbose:
                 print(f"\n{archive.name}: the transfer stopped after {_size(got)} ({_why(err)}); asking for the rest")
@@ -535,11 +539,13 @@ def _from_official(source: OfficialArchive, name: str, split: str, root: Path) -
     archive = root / source.filename
     existed = archive.exists()
     check_archive(archive, source.md5)
-    began = time.monotonic()
-    try:
-        fetched = 0 if existed else _download_resumable(source.url, archive, source.md5, verbose=True)
-    finally:
-        _data.note_download(time.monotonic() - began)
+    fetched = 0
+    if not existed:
+        began = time.monotonic()
+        try:
+            fetched = _download_resumable(source.url, archive, source.md5, verbose=True)
+        finally:
+            _data.note_download(time.monotonic() - began)
     extract_archive(str(archive), str(root))
     _data.mark_origin(_extracted_folder(name, root), source.origin)
     return (None if name == "tiny-imagenet" else read_torchvision(name, split, root)), fetched

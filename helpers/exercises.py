@@ -52,10 +52,21 @@ _FACTORIES = {"tensor", "as_tensor", "asarray", "from_numpy", "zeros", "ones", "
 _COPIES = {"tensor", "as_tensor", "asarray"}
 _DRAWS = {"normal", "bernoulli", "poisson"}
 # operations that accept tensors on two devices: they copy or only read metadata (indexing has its own rule)
-_MIXING_ALLOWED = {"copy_", "to", "cpu", "cuda", "type",
+_MIXING_ALLOWED = {"copy_", "to", "cpu", "cuda", "type", "type_as",
                    "__get__", "__set__", "__repr__", "__str__", "__format__", "__len__", "size", "dim", "numel",
-                   "numpy", "tolist", "item", "__bool__", "__int__", "__float__", "__index__", "__iter__",
+                   "tolist", "item", "__bool__", "__int__", "__float__", "__index__", "__iter__",
                    "__contains__", "detach", "clone", "contiguous", "float", "double", "long", "int", "bool", "half"}
+
+
+# in-place operators (x += y): x keeps its device, and CUDA's kernel refuses a CPU x beside GPU operands
+_IN_PLACE = {f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor",
+                                     "lshift", "rshift", "matmul")}
+# to NumPy: refused for a CUDA tensor
+_NUMPY = {"numpy", "__array__"}
+# not elementwise: every tensor on one device, a zero-dimensional CPU tensor included
+_NO_CPU_SCALARS = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "index_select", "gather",
+                   "take", "take_along_dim", "scatter", "scatter_add", "index_add", "index_copy", "masked_select",
+                   "matmul", "mm", "bmm", "mv", "dot", "einsum", "cdist", "embedding"}
 
 
 def _tensors(value, depth: int = 0):
@@ -128,12 +139,14 @@ class _Tracker(TorchFunctionMode):
         inputs = list(_tensors(args)) + list(_tensors(kwargs))
         found = [(t, *self.device_of(t)) for t in inputs]
         gpu_in = any(d == "gpu" for _, d, _ in found)
+        target = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        in_place = (name.endswith("_") and not name.startswith("__")) or name in _IN_PLACE
         # where the result would be
         if name.startswith("new_") or name.endswith("_like"):
             device = self._named_device(kwargs.get("device")) or (found[0][1] if found else "cpu")
-        elif name in _FACTORIES:
+        elif name in _FACTORIES and not in_place:
             device = self._named_device(kwargs.get("device"))
-            if device is None and name in _COPIES and isinstance(args[0] if args else None, torch.Tensor):
+            if device is None and name in _COPIES and isinstance(target, torch.Tensor):
                 device = found[0][1]   # torch.tensor(x), torch.as_tensor(x): x's device
             elif device is None and name in _DRAWS and inputs:
                 device = "gpu" if gpu_in else "cpu"   # torch.normal(mean, std) with tensors: theirs
@@ -142,40 +155,53 @@ class _Tracker(TorchFunctionMode):
             named = [self._named_device(a) for a in list(args[1:]) + list(kwargs.values())]
             named = [d for d in named if d is not None]
             device = named[0] if named else (found[0][1] if found else "cpu")
+        elif name == "type_as" and len(args) > 1 and isinstance(args[1], torch.Tensor):
+            device = self.device_of(args[1])[0]   # x.type_as(y): y's type, device included
         elif name == "cpu":
             device = "cpu"
         elif name == "cuda":
             device = "gpu"
-        elif name in ("__getitem__", "__setitem__", "index_put_", "index_put") and found:
-            device = found[0][1]
-            index = list(_tensors(args[1:2]))
-            if device == "cpu" and any(self.device_of(t)[0] == "gpu" for t in index):
-                self._report(f"indexing a tensor on the CPU ({found[0][2]}) with an index on the GPU: on a GPU "
-                             f"both must be on the GPU (create it with device=)")
-            # A value written through a tensor index (x[mask] = v, index_put_) must be on x's device unless it
-            # has no dimensions; through integers and slices it is copied from anywhere.
+        elif name in _NUMPY:
+            device = "cpu"
+            if target is not None and self.device_of(target)[0] == "gpu":
+                self._report(f"`{name}` of a tensor on the GPU ({self.device_of(target)[1]}): CUDA tensors cannot "
+                             f"become NumPy arrays; keep to torch operations (or move it with .cpu() first)")
+        elif name in ("__getitem__", "__setitem__", "index_put_", "index_put") and target is not None:
+            device = self.device_of(target)[0]
+            index = args[1] if len(args) > 1 else kwargs.get("indices")
+            advanced = name.startswith("index_put") or _advanced(index)
+            if device == "cpu" and any(self.device_of(t)[0] == "gpu" for t in _tensors(index) if _tensor_index(t)):
+                self._report(f"indexing a tensor on the CPU ({self.device_of(target)[1]}) with an index on the GPU: "
+                             f"on a GPU both must be on the GPU (create it with device=)")
+            # A value written through a tensor or list index (x[mask] = v, index_put_) must be on x's device unless
+            # it has no dimensions; through integers and slices it is copied from anywhere.
             value = args[2] if len(args) > 2 else kwargs.get("values")
-            if index and isinstance(value, torch.Tensor) and value.dim() > 0:
+            if advanced and isinstance(value, torch.Tensor) and value.dim() > 0:
                 value_device, how = self.device_of(value)
                 if value_device != device:
                     self._report(f"writing values on the {value_device.upper()} ({how}) through a tensor index into "
                                  f"a tensor on the {device.upper()}: on a GPU the values must be on the tensor's "
                                  f"device (create them with device=, or move them with .to(x.device))")
+        elif in_place and target is not None:   # x.add_(y), x += y, x.copy_(y): x stays where it is
+            device, how = self.device_of(target)
+            others = [d for t, d, _ in found if t is not target]
+            if device == "cpu" and "gpu" in others and name not in ("copy_", "fill_"):
+                self._report(f"`{name}` writes a result computed from the inputs (on the GPU) into a tensor on the "
+                             f"CPU ({how}): create it on the inputs' device (e.g. torch.zeros(n, device=x.device))")
+            elif device == "gpu" and name not in _MIXING_ALLOWED:
+                self._check_mixing(name, found)
         else:
             device = "gpu" if gpu_in else "cpu"
             if name not in _MIXING_ALLOWED and gpu_in:
-                lone = [(t, how) for t, d, how in found if d == "cpu" and t.dim() > 0]
-                if lone:
-                    t, how = lone[0]
-                    self._report(f"`{name}` mixes tensors on two devices: one of shape {tuple(t.shape)} on the CPU "
-                                 f"({how}) and the inputs' on the GPU. Create tensors on the inputs' device "
-                                 f"(e.g. torch.zeros(n, device=x.device)) or move them there (.to(x.device))")
+                self._check_mixing(name, found)
         generator = kwargs.get("generator")
         if isinstance(generator, torch.Generator) and (id(generator) in self.gpu_generators) != (device == "gpu"):
             shown = f"torch.{name}" if name in _FACTORIES else name
             self._report(f"`{shown}` draws with a generator on the {'GPU' if device == 'cpu' else 'CPU'} into a "
                          f"tensor on the {'CPU' if device == 'cpu' else 'GPU'}: on a GPU the generator and the "
                          f"tensor must share a device (pass device= the inputs' device)")
+        if in_place and target is not None:
+            return out   # the same tensor, already marked
         if name in _FACTORIES and device == "cpu" and not any(d == "cpu" for _, d, _ in found):
             how = f"made by `torch.{name}`" + ("" if "device" in kwargs else " without device=")
         elif device == "cpu" and any(d == "cpu" for _, d, _ in found):   # where the CPU tensor it comes from was made
@@ -185,6 +211,26 @@ class _Tracker(TorchFunctionMode):
         for t in _tensors(out):
             self._mark(t, device, how)
         return out
+
+    def _check_mixing(self, name: str, found) -> None:
+        """CUDA takes a CPU tensor beside GPU tensors only as a scalar (no dimensions) of an elementwise operation."""
+        lone = [(t, how) for t, d, how in found if d == "cpu" and (t.dim() > 0 or name in _NO_CPU_SCALARS)]
+        if lone:
+            t, how = lone[0]
+            self._report(f"`{name}` mixes tensors on two devices: one of shape {tuple(t.shape)} on the CPU "
+                         f"({how}) and the inputs' on the GPU. Create tensors on the inputs' device "
+                         f"(e.g. torch.zeros(n, device=x.device)) or move them there (.to(x.device))")
+
+
+def _tensor_index(t: torch.Tensor) -> bool:
+    """An index tensor that indexes as a tensor: a zero-dimensional integer one acts as a Python int."""
+    return t.dim() > 0 or t.dtype == torch.bool
+
+
+def _advanced(index) -> bool:
+    """x[index] is advanced indexing (a gather or an index_put, not a view): a tensor or a list in it."""
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, list) or (isinstance(i, torch.Tensor) and _tensor_index(i)) for i in items)
 
 
 def same_device(fn: Callable[..., Any], *args, **kwargs) -> Any:

@@ -8,6 +8,7 @@ ImageNet weights load directly.
 """
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -100,7 +101,10 @@ def _from_torchvision_names(state: dict) -> dict:
 def _imagenet_state_dict() -> dict:
     from torchvision.models import ResNet18_Weights
     weights = ResNet18_Weights.IMAGENET1K_V1
+    from .data import note_download
     from .download import READ_TIMEOUT, socket_timeout  # a server that never answers must not hang the notebook
+    downloading = not (Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]).exists()
+    began = time.monotonic()
     try:
         with socket_timeout(READ_TIMEOUT):
             return weights.get_state_dict(progress=True)
@@ -110,6 +114,9 @@ def _imagenet_state_dict() -> dict:
             f"could not get torchvision's ImageNet ResNet-18 weights ({weights.url}) into {hub}: "
             f"{type(err).__name__}: {err}\nOffline, copy that file into {hub}, or pass weights=<path to a "
             f"state-dict checkpoint>, such as the Tiny ImageNet ResNet-18 the course trains itself.") from None
+    finally:
+        if downloading:   # (a budget reports downloads apart from the work: data.download_seconds)
+            note_download(time.monotonic() - began)
 
 
 def load_weights(model: ResNet, source: str | Path | dict, *, new: tuple[str, ...] = ("head.",),

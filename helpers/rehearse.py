@@ -235,8 +235,9 @@ def print_report(result: dict) -> None:
 def check_resume(device=None) -> dict:
     """A run cut off mid-epoch resumes from its last checkpoint on this device (a GPU's RNG states and
     optimizer state included), and a finished run is reused: the path a disconnected Colab session takes.
-    The resumed run's history must match an uninterrupted run's: exactly on the CPU, within 2% on a GPU
-    (cuDNN's autotuned kernels and atomics differ in the last bits, and three epochs carry that on)."""
+    The resumed run's history must match an uninterrupted run's: exactly on the CPU; on a GPU, where cuDNN's
+    autotuned kernels and atomics differ in the last bits and three epochs carry that on, each epoch's
+    training loss within 2% and its accuracy within 3 of the 256 images."""
     import tempfile
     import warnings
 
@@ -280,14 +281,18 @@ def check_resume(device=None) -> dict:
         resumed = run(folder)
         reused = run(folder)
         reference = run(apart)   # the same run, never cut off
-    keys = [k for k in reference[-1] if isinstance(reference[-1][k], float) and "seconds" not in k and "per_s" not in k]
-    gap = max((abs(a[k] - b[k]) / max(abs(b[k]), 1e-8) for a, b in zip(resumed, reference) for k in keys), default=0.0)
-    same = len(resumed) == len(reference) and gap <= (0.0 if device.type == "cpu" else 0.02)
+    exact = device.type == "cpu"
+    pairs = list(zip(resumed, reference))
+    loss_gap = max((abs(a["loss"] - b["loss"]) / max(abs(b["loss"]), 1e-8) for a, b in pairs), default=0.0)
+    accuracy_gap = max((abs(a["accuracy"] - b["accuracy"]) for a, b in pairs), default=0.0)
+    same = len(resumed) == len(reference) and (loss_gap == accuracy_gap == 0.0 if exact else
+                                               loss_gap <= 0.02 and accuracy_gap <= 3 / 256 + 1e-9)
     ok = saved["epoch"] == 1 and len(resumed) == 3 and reused == resumed and same
     print(f"resume on {device}: cut off in epoch 2, resumed from the checkpoint of epoch {saved['epoch']}, finished "
-          f"{len(resumed)} epochs; against an uninterrupted run, largest relative difference {gap:.2g} in "
-          f"{', '.join(keys)}; the finished run was reused: {reused == resumed} -> {'ok' if ok else 'FAILED'}")
-    return {"ok": ok, "device": str(device), "largest_difference": gap}
+          f"{len(resumed)} epochs; against an uninterrupted run, training loss within {loss_gap:.2%} and accuracy "
+          f"within {accuracy_gap:.2%} ({'exactly equal wanted' if exact else 'within 2% and 3 of 256 images'}); "
+          f"the finished run was reused: {reused == resumed} -> {'ok' if ok else 'FAILED'}")
+    return {"ok": ok, "device": str(device), "largest_difference": max(loss_gap, accuracy_gap)}
 
 
 def check_deterministic(device=None) -> dict:
@@ -334,7 +339,8 @@ def check_deterministic(device=None) -> dict:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 step().backward()
-            found += [(name, str(w.message).splitlines()[0]) for w in caught]
+            found += [(name, str(w.message).splitlines()[0]) for w in caught
+                      if "deterministic" in str(w.message).lower()]   # not other notices (deprecations, cuDNN plans)
     finally:
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     for name, message in found:
@@ -352,7 +358,9 @@ def main(notebooks: list[Path], *, out: Path, batches: int, offline: bool, timeo
         print(f"data: {data_dir} (STL-10 from the stand-in, see its .course-origin)")
     results = []
     if gpu_check:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # before cuBLAS starts: deterministic matmuls
+        # before cuBLAS starts: deterministic matmuls for check_deterministic (the rehearsed notebooks inherit it;
+        # it changes no result's meaning, only which cuBLAS workspace they use)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         results.append({"notebook": "(resume check)", **check_resume()})
         results.append({"notebook": "(deterministic mode)", **check_deterministic()})
     for nb in notebooks:

@@ -216,7 +216,8 @@ def test_a_download_is_reported_apart_and_the_decoding_counted(capsys):
     assert result["host_minutes"] == pytest.approx(1.5) and result["t4_minutes"] == pytest.approx(1.5)
     assert result["download_minutes"] == pytest.approx(9)
     assert [r["kind"] for r in result["rows"]] == ["host", "net", "host"]
-    assert "downloads took 9.0 min more here (not counted)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "downloads took 9.0 min more here (not counted)" in out and "  (9.0)" in out
     plan = budget.Plan("toy")
     plan.add_loading("loading", seconds=10, downloaded=12)   # timers disagree: never a negative host row
     assert plan.report("cpu", measure=False)["host_minutes"] == 0

@@ -473,6 +473,7 @@ def test_a_silent_official_host_times_out_with_a_clear_message(tmp_path, host, c
     with pytest.raises(data.DatasetNotFoundError, match="no answer within the time limit"):
         data.load("cifar10", "test", tmp_path)
     assert time.monotonic() - began < 5
+    assert len(_gets(host, "cifar-10-python")) == 2   # asked twice, then named
     assert socket.getdefaulttimeout() == before   # the process-wide default is restored
 
 

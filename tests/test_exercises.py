@@ -116,7 +116,33 @@ def forward_through_a_cpu_layer(net, x):   # a layer the answer built on the CPU
     return torch.nn.Linear(3, 3)(net(x))
 
 
+def accumulator_on_the_cpu(x, labels):   # a zero-dimensional CPU tensor as the output of GPU arithmetic
+    hits = torch.tensor(0.0)
+    for row, label in zip(x, labels):
+        hits += (row.argmax() == label).float()
+    return hits.to(x.device)
+
+
+def through_numpy(x):   # NumPy cannot read a CUDA tensor
+    import numpy as np
+    return torch.from_numpy(np.sort(x.numpy(), axis=1)).to(x.device)
+
+
+def stack_with_a_cpu_scalar(x):   # stack is not elementwise: no CPU scalar beside GPU tensors
+    return torch.stack([x.sum(), torch.tensor(0.0)])
+
+
+def cpu_values_through_a_list_index(x):
+    out = x.clone()
+    out[[0, 2]] = torch.zeros(2, 3)
+    return out
+
+
 def right_answers_of_other_kinds(net, x, probs, generator):
+    eye = torch.eye(len(x)).type_as(x)                              # type_as moves it to x's device
+    first = x[torch.tensor(0)]                                      # a zero-dimensional index acts as an int
+    x = x + (eye @ x) * 0 + first * 0
+    x[torch.tensor(1)] = torch.ones(3)                              # ... and copies from anywhere
     values = torch.zeros(2, 3, device=x.device)
     out = x.clone()
     out[torch.tensor([0, 1])] = values                              # values on x's device, index on the CPU
@@ -139,6 +165,11 @@ def test_more_answers_that_keep_to_the_inputs_device_pass():
     (one_element_cpu_tensor, (torch.randn(4),), "one of shape (1,) on the CPU (made by `torch.ones` without device=)"),
     (arange_from_a_tensor, (torch.randn(4, 3),), "made by `torch.arange` without device="),
     (multinomial_with_a_cpu_generator, (torch.rand(4, 5),), "`multinomial` draws with a generator on the CPU"),
+    (accumulator_on_the_cpu, (torch.randn(4, 3), torch.tensor([0, 1, 2, 0])),
+     "`add_` writes a result computed from the inputs (on the GPU) into a tensor on the CPU"),
+    (through_numpy, (torch.randn(4, 3),), "CUDA tensors cannot become NumPy arrays"),
+    (stack_with_a_cpu_scalar, (torch.randn(4, 3),), "`stack` mixes tensors on two devices: one of shape () on the CPU"),
+    (cpu_values_through_a_list_index, (torch.randn(4, 3),), "writing values on the CPU"),
     (forward_through_a_cpu_layer, (torch.nn.Linear(3, 3), torch.randn(2, 3)), "a parameter of a layer built inside it"),
 ])
 def test_more_answers_that_would_fail_on_a_gpu(fn, args, words):
