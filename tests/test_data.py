@@ -1,6 +1,7 @@
 import io
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,26 @@ def test_stand_in_is_read_only_when_asked_and_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stl10-standin" in out and "NOT STL-10" in out
     assert ds.classes == data.STL10_CLASSES and "stl10-standin" in ds.source
+
+
+def test_the_stand_in_label_follows_where_the_images_came_from_not_the_profile(tmp_path, monkeypatch):
+    # notebooks 05 and 06 label every figure "stand-in" from data.is_standin of what they loaded: a copy of real
+    # STL-10 in class folders is STL-10 under any profile, and a folder made from the stand-in is not
+    for profile in ("small", "full"):
+        monkeypatch.setenv("COURSE_PROFILE", profile)
+        for folder in ("stl10", "stl10-standin"):
+            base = tmp_path / folder / "train"
+            for cls in data.STL10_CLASSES:
+                (base / cls).mkdir(parents=True, exist_ok=True)
+                _png(base / cls / "0.png", "RGB", (96, 96))
+        real = data.load("stl10", "train", tmp_path, folder="stl10", cache=False, verbose=False)
+        standin = data.load("stl10", "train", tmp_path, folder="stl10-standin", cache=False, verbose=False)
+        assert not data.is_standin(real) and data.is_standin(standin)
+    data.mark_origin(tmp_path / "stl10", "made from the STL-10 stand-in (NOT STL-10) by course rehearse")
+    assert data.is_standin(data.load("stl10", "train", tmp_path, folder="stl10", cache=False, verbose=False))
+    for notebook in ("05_contrastive_stl10", "06_greedy_pretraining"):
+        source = (Path(__file__).parents[1] / "notebooks" / f"{notebook}.ipynb").read_text()
+        assert 'STANDIN = data.is_standin(LOADED[\\"train\\"])' in source, notebook
 
 
 def test_subset_is_balanced_and_deterministic(tiny_data):
