@@ -262,7 +262,7 @@ class Plan:
         downloaded = min(max(downloaded, 0.0), seconds)
         self._add_seconds("host", name + (" (the download apart)" if downloaded else ""), seconds - downloaded)
         if downloaded:
-            self._add_seconds("net", f"  its download (once per machine; not counted)", downloaded)
+            self._add_seconds("net", "  its download (once per machine; not counted)", downloaded)
 
     def _add_seconds(self, kind: str, name: str, seconds: float) -> None:
         if not seconds >= 0:
