@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import eval_mode
+
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
 
@@ -55,18 +57,16 @@ def stage_shapes(model: nn.Module, size: int) -> dict[str, tuple[int, int, int]]
     """stage name -> (input channels, output channels, input side / output side), from one forward pass of a
     size×size image in eval mode (the model's mode is restored)."""
     in_channels = next(m for m in model.stem.modules() if isinstance(m, nn.Conv2d)).in_channels
-    was_training = model.training
-    model.eval()
     x = torch.zeros(1, in_channels, size, size, device=next(model.parameters()).device)
     shapes = {}
-    for name in STAGES:
-        y = getattr(model, name)(x)
-        if x.shape[-1] % y.shape[-1]:
-            raise ValueError(f"{name} maps {x.shape[-1]} px to {y.shape[-1]} px, not a whole factor: use an input "
-                             f"size that every stage divides evenly (a multiple of 32 for the ImageNet stem)")
-        shapes[name] = (x.shape[1], y.shape[1], x.shape[-1] // y.shape[-1])
-        x = y
-    model.train(was_training)
+    with eval_mode(model):
+        for name in STAGES:
+            y = getattr(model, name)(x)
+            if x.shape[-1] % y.shape[-1]:
+                raise ValueError(f"{name} maps {x.shape[-1]} px to {y.shape[-1]} px, not a whole factor: use an "
+                                 f"input size that every stage divides evenly (a multiple of 32 for the ImageNet stem)")
+            shapes[name] = (x.shape[1], y.shape[1], x.shape[-1] // y.shape[-1])
+            x = y
     return shapes
 
 

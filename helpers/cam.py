@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import eval_mode
+
 METHOD_NAMES = ("Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM")
 
 
@@ -151,7 +153,6 @@ def package_maps(method: str, model: nn.Module, layer: str, images: torch.Tensor
         raise ValueError(f"package_maps: targets must be classes 0 to {classes - 1} of this model's head, got "
                          f"{sorted({t for t in targets if not 0 <= t < classes})[:5]}")
     cls = package_method(method)
-    modes = {m: m.training for m in model.modules()}
     grads = {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
     maps = []
     target = model.get_submodule(layer)
@@ -159,7 +160,7 @@ def package_maps(method: str, model: nn.Module, layer: str, images: torch.Tensor
     # no bfloat16) and scales them with an epsilon of 1e-7 (0 in float16): it is handed float32
     as_float = target.register_forward_hook(lambda module, args, output: output.float())
     try:
-        with torch.enable_grad(), _quiet_score_cam(), _autocast(images, amp), \
+        with eval_mode(model), torch.enable_grad(), _quiet_score_cam(), _autocast(images, amp), \
                 cls(model=model, target_layers=[target]) as cam:
             cam.batch_size = score_batch
             for i in range(0, len(images), batch_size):
@@ -167,8 +168,6 @@ def package_maps(method: str, model: nn.Module, layer: str, images: torch.Tensor
                 maps.append(cam(input_tensor=images[i:i + batch_size], targets=chunk))
     finally:
         as_float.remove()
-        for m, training in modes.items():
-            m.training = training
         for n, p in model.named_parameters():
             p.grad = grads[n]
     out = np.concatenate(maps).astype(np.float32) if maps else np.zeros((0,) + tuple(images.shape[-2:]), np.float32)
@@ -298,10 +297,8 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps, targets, *,
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(h * w).expand(n, -1).contiguous())
     rank = rank.reshape(n, 1, h, w).to(device)
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
     curves = {"deletion": [], "insertion": []}
-    try:
+    with eval_mode(model):
         for i in range(0, n, batch_size):
             x, r, t = images[i:i + batch_size], rank[i:i + batch_size], targets[i:i + batch_size].to(device)
             base = blurred(x, sigma if sigma is not None else w / 8)
@@ -314,9 +311,6 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps, targets, *,
                     p = torch.softmax(logits.float(), 1)
                     probs.append(p[torch.arange(len(x), device=device), t])
                 curves[name].append(torch.stack(probs, 1).cpu())
-    finally:
-        for m, training in modes.items():
-            m.training = training
     out = {name: torch.cat(c).numpy() for name, c in curves.items()}
     for name in ("deletion", "insertion"):
         c = out[name]

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import pickle
-import secrets
 import tempfile
 import types
 import weakref
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .files import write_atomic
 
 
 SAVE_EVERY_SECONDS = 600   # an unfinished run is saved at the end of an epoch once this much training passed since the last save
@@ -161,7 +162,7 @@ def fingerprint(obj, *, seen: set | None = None, depth: int = 0):
 
 def _cell_filled(cell) -> bool:
     try:
-        cell.cell_contents
+        cell.cell_contents  # noqa: B018 (reading an empty cell raises ValueError)
     except ValueError:
         return False
     return True
@@ -228,6 +229,51 @@ def run_path(checkpoint: str | Path, digest: str) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}-{digest}{suffix}")
 
 
+@dataclasses.dataclass
+class Run:
+    """One run's checkpoint: the name `fit` was given (`runs/01_course.pt`), the run's identity, the hash of it,
+    and the file named after both (`runs/01_course-<hash>.pt`)."""
+    checkpoint: Path
+    identity: dict
+    digest: str
+    path: Path
+
+    @classmethod
+    def of(cls, checkpoint: str | Path, identity: dict) -> Run:
+        """The run of `identity` under `checkpoint`; its folder is checked for writing now, not after an epoch."""
+        digest = identity_hash(identity)
+        path = run_path(checkpoint, digest)
+        check_writable(path.parent)
+        return cls(Path(checkpoint), identity, digest, path)
+
+    def load(self, device: torch.device | str = "cpu") -> dict | None:
+        """The saved state of this very run, or None where it has none yet."""
+        return load(self.path, device) if self.path.exists() else None
+
+    def trains_anew(self, explain: bool = False) -> str:
+        """A line saying that checkpoints of other settings lie under the same name (empty where none do); with
+        `explain`, which fields of the identity differ from the latest of them."""
+        earlier = other_runs(self.checkpoint, self.digest)
+        if not earlier:
+            return ""
+        note = " (fit(..., explain=True) says which settings differ)"
+        if explain:
+            try:
+                changed = differences(json.loads(load(earlier[-1], "cpu").get("identity", "{}")), self.identity)
+                note = ("; it differs in " + "; ".join(changed)) if changed else ""
+            except CheckpointError:
+                note = ""
+        return (f"training anew: {len(earlier)} checkpoint(s) of other settings under this name, e.g. "
+                f"{earlier[-1].name}{note}")
+
+    def save(self, model: torch.nn.Module, history: list[dict], *, rng: dict, finished: bool, **extra) -> None:
+        """Save the run after `len(history)` epochs: weights, history, RNG states and `extra` (an unfinished
+        run's optimizer, scheduler and scaler states)."""
+        save(self.path, {"identity": json.dumps(self.identity, sort_keys=True, default=str), "digest": self.digest,
+                         "epoch": len(history), "finished": finished, "model": model.state_dict(), "rng": rng,
+                         "history": history, **extra})
+
+
 def other_runs(checkpoint: str | Path, digest: str) -> list[Path]:
     """Checkpoints of other identities under the same name (older settings of the same experiment)."""
     checkpoint = Path(checkpoint)
@@ -256,16 +302,12 @@ def check_writable(folder: str | Path) -> None:
 
 
 def save(path: str | Path, state: dict) -> None:
-    """Write `state` to a temporary file unique to this process, then rename it over `path`: a run killed
-    mid-write, or a second process writing the same path, never leaves a half-written checkpoint."""
+    """Write `state` atomically (`files.write_atomic`): a run killed mid-write, or a second process writing the
+    same path, never leaves a half-written checkpoint."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: torch.save(state, tmp))
     except (OSError, RuntimeError) as err:
-        tmp.unlink(missing_ok=True)
         kept = f"the previous version of {path.name} is intact" if path.exists() else "nothing was written"
         raise CheckpointError(
             f"could not write the checkpoint {path} ({type(err).__name__}: {err}); {kept}. Free disk space "

@@ -106,15 +106,23 @@ def direction(claim: str, better: list[float], worse: list[float], *, n: int, fa
     clear = seeds >= 2 and ratio >= factor
     asserted = clear and assert_clear and not rehearsing()   # a rehearsal's few steps show nothing
     holds = margin > 0
+    way = "holds" if holds else "reversed"
+    verdict = ("shown" if holds else "REVERSED") if asserted else (
+        f"not asserted: one seed, spread unknown; {way}" if seeds < 2 else
+        f"not asserted: within noise (margin < {factor:g}× spread); {way}" if not clear
+        else f"{way} clearly; an open question of the lesson, not asserted")
     if verbose:
-        verdict = ("shown" if holds else "REVERSED") if asserted else (
-            "not asserted: one seed, spread unknown" if seeds < 2 else
-            f"not asserted: margin < {factor:g}× spread, {'holds' if holds else 'reversed'} within noise" if not clear
-            else f"{'holds' if holds else 'reversed'} clearly; an open question of the lesson, printed only")
         print(f"{claim}: {mean_better:.2%} vs {mean_worse:.2%}, margin {margin:+.2%}, seed spread {spread:.2%} "
               f"({seeds} seed(s)), ratio {ratio:.1f} -> {verdict}")
+    result = dict(claim=claim, better=mean_better, worse=mean_worse, margin=margin, spread=spread, ratio=ratio,
+                  seeds=seeds, n=n, clear=clear, asserted=asserted, holds=holds, verdict=verdict)
+    COMPARISONS[claim] = result
     if asserted and not holds:
         raise DirectionError(f"{claim}: the opposite came out ({mean_better:.2%} vs {mean_worse:.2%}), by {ratio:.1f}× "
                              f"the seed-to-seed spread of {spread:.2%}: the lesson's claim does not hold in this run")
-    return dict(claim=claim, better=mean_better, worse=mean_worse, margin=margin, spread=spread, ratio=ratio,
-                seeds=seeds, clear=clear, asserted=asserted, holds=holds)
+    return result
+
+
+# Every comparison `direction` judged in this process, by claim (a cell run again replaces its own): a
+# notebook's closing cell records them with its results (helpers.course.results.record_comparisons).
+COMPARISONS: dict[str, dict] = {}

@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data as _data
-from .data import DatasetNotFoundError, ImageData
+from . import images as _images
+from .images import DatasetNotFoundError, ImageData
 
 CONNECT_TIMEOUT = 10        # seconds a host may take to answer a request
 READ_TIMEOUT = 30           # seconds a host may stay silent in the middle of a transfer
@@ -139,7 +138,7 @@ SOURCES: dict[str, tuple] = {
                                       "8428b53a88a11ac374111006708df51469e315a22ac6d66470afd9c78d2ae883"),),
                     "test": (HubFile("plain_text/test-00000-of-00001.parquet",
                                      "841389e6f2d64f28bf17310e430aebac20ec3ba611a3c5e231dc93c645ce84de"),)},
-            image_column="img", label_column="label", labels=_data.CIFAR10_CLASSES,
+            image_column="img", label_column="label", labels=_images.CIFAR10_CLASSES,
             read_at="https://huggingface.co/datasets/uoft-cs/cifar10 (file pages of both files; README dataset_info)"),
         HubArchive(file=HubFile("cifar-10-python.tar.gz",
                                 "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
@@ -153,7 +152,7 @@ SOURCES: dict[str, tuple] = {
                                       "b450f19e41454731be0bcddc7093fcf9793fe9b64ea795e6ef18ca77f34c353d"),),
                     "test": (HubFile("data/test-00000-of-00001.parquet",
                                      "298b23e983c755dfba2c69dec181340221deb1a5ad6651990c7c5c559fb892be"),)},
-            image_column="image", label_column="label", labels=_data.STL10_CLASSES, rows_by_path_stem=True,
+            image_column="image", label_column="label", labels=_images.STL10_CLASSES, rows_by_path_stem=True,
             read_at="https://huggingface.co/datasets/tanganke/stl10 (file pages; tree at 5e47e36)"),
         OfficialArchive("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz", "91f7769df0f17e558f3565bffb0c7dfb"),
     ),
@@ -266,7 +265,7 @@ def _hub_file(mirror, file: HubFile, cache: Path, limit: float | None, verbose: 
     try:
         meta = get_hf_file_metadata(url, timeout=CONNECT_TIMEOUT, endpoint=mirror.endpoint)
     finally:
-        _data.note_download(time.monotonic() - began)
+        _images.note_download(time.monotonic() - began)
     if meta.etag and len(meta.etag) == 64 and meta.etag != file.sha256:
         raise ChecksumError(f"the Hub names {file.path} at {mirror.revision[:8]} with SHA-256 {meta.etag}, "
                             f"not the pinned {file.sha256}; not downloaded")
@@ -294,7 +293,7 @@ def _hub_file(mirror, file: HubFile, cache: Path, limit: float | None, verbose: 
                 print(f"{mirror.origin}: the transfer of {file.path} was cut off ({type(err).__name__}); "
                       f"trying again")
         finally:
-            _data.note_download(time.monotonic() - began)
+            _images.note_download(time.monotonic() - began)
             began = time.monotonic()
     got = sha256(path)
     if got != file.sha256:
@@ -338,19 +337,19 @@ def read_parquet(mirror: HubParquet, split: str, files: list[Path], name: str) -
     """Decode a mirror's parquet files into an ImageData in the official label order."""
     import pyarrow.parquet as pq
 
-    official = _data.OFFICIAL_CLASSES[name]
+    official = _images.OFFICIAL_CLASSES[name]
     labeled = split != "unlabeled"
     mapping = None
     if labeled:
         for f in files:
             own = parquet_labels(f, mirror.label_column)
             if own is not None and own != mirror.labels:
-                raise ContentError(f"{f.name} names its classes {_data._short(own)}, the table "
-                                   f"{_data._short(mirror.labels)}")
+                raise ContentError(f"{f.name} names its classes {_images.short(own)}, the table "
+                                   f"{_images.short(mirror.labels)}")
         unknown = [c for c in mirror.labels if c not in official]
         if unknown or len(set(mirror.labels)) != len(official):
-            raise ContentError(f"the mirror's classes {_data._short(mirror.labels)} are not the official ones "
-                               f"{_data._short(official)} (unknown: {_data._short(unknown)})")
+            raise ContentError(f"the mirror's classes {_images.short(mirror.labels)} are not the official ones "
+                               f"{_images.short(official)} (unknown: {_images.short(unknown)})")
         mapping = np.array([official.index(c) for c in mirror.labels])
     columns = [mirror.image_column] + ([mirror.label_column] if labeled else [])
     cells, marks, where = [], [], []
@@ -371,7 +370,7 @@ def read_parquet(mirror: HubParquet, split: str, files: list[Path], name: str) -
     for i in order:
         cell = cells[i]
         raw = cell["bytes"] if isinstance(cell, dict) else cell
-        arr, note = _data._decode(io.BytesIO(raw), None)   # not resized: check_content judges the size
+        arr, note = _images.decode(io.BytesIO(raw), None)   # not resized: check_content judges the size
         if arr is None:
             skipped.append((where[i], note))
             continue
@@ -379,7 +378,7 @@ def read_parquet(mirror: HubParquet, split: str, files: list[Path], name: str) -
         labels.append(int(mapping[marks[i]]) if labeled else -1)
     if not arrays:
         raise ContentError(f"none of its {len(cells):,} images decodes ({skipped[0][1] if skipped else 'no rows'})")
-    return ImageData(images=_data._stack(arrays, files[0].parent), labels=torch.tensor(labels, dtype=torch.int64),
+    return ImageData(images=_images.stack(arrays, files[0].parent), labels=torch.tensor(labels, dtype=torch.int64),
                      classes=official, name=name, split=split, skipped=skipped)
 
 
@@ -393,7 +392,7 @@ def _path_index(cell) -> int | None:
 
 def check_content(d: ImageData, name: str, split: str) -> None:
     """Raise ContentError unless `d` is the whole split as the dataset defines it."""
-    size, side = _data.SPLIT_SIZES[name][split], _data.IMAGE_SIZE[name]
+    size, side = _images.SPLIT_SIZES[name][split], _images.IMAGE_SIZE[name]
     problems = []
     if len(d) != size:
         problems.append(f"{len(d):,} images where the split has {size:,}")
@@ -403,14 +402,14 @@ def check_content(d: ImageData, name: str, split: str) -> None:
         if (d.labels != -1).any():
             problems.append("labels in the unlabeled split")
     else:
-        official = _data.OFFICIAL_CLASSES.get(name)
+        official = _images.OFFICIAL_CLASSES.get(name)
         if official is not None and tuple(d.classes) != official:
-            problems.append(f"classes {_data._short(d.classes)}, not the official order {_data._short(official)}")
+            problems.append(f"classes {_images.short(d.classes)}, not the official order {_images.short(official)}")
         counts = torch.bincount(d.labels.clamp(min=0), minlength=len(d.classes))
         per = size // max(len(d.classes), 1)
         off = [(d.classes[i], int(n)) for i, n in enumerate(counts) if n != per]
         if (d.labels < 0).any() or off:
-            problems.append(f"images per class {_data._short(off)} where every class has {per}")
+            problems.append(f"images per class {_images.short(off)} where every class has {per}")
     if problems:
         raise ContentError(f"{name} ({split}) is not the dataset: " + "; ".join(problems))
 
@@ -469,7 +468,7 @@ def read_torchvision(name: str, split: str, root: Path) -> ImageData:
     else:
         ds = cls(str(root), split=split, download=False)
         images, labels = torch.from_numpy(ds.data), torch.from_numpy(np.asarray(ds.labels, dtype=np.int64))
-    return ImageData(images, labels, _data.OFFICIAL_CLASSES[name], name=name, split=split,
+    return ImageData(images, labels, _images.OFFICIAL_CLASSES[name], name=name, split=split,
                      source=str(root / cls.base_folder))
 
 
@@ -545,9 +544,9 @@ def _from_official(source: OfficialArchive, name: str, split: str, root: Path) -
         try:
             fetched = _download_resumable(source.url, archive, source.md5, verbose=True)
         finally:
-            _data.note_download(time.monotonic() - began)
+            _images.note_download(time.monotonic() - began)
     extract_archive(str(archive), str(root))
-    _data.mark_origin(_extracted_folder(name, root), source.origin)
+    _images.mark_origin(_extracted_folder(name, root), source.origin)
     return (None if name == "tiny-imagenet" else read_torchvision(name, split, root)), fetched
 
 
@@ -575,7 +574,7 @@ def _from_hub_archive(mirror: HubArchive, name: str, split: str, root: Path, lim
         _forget(path)
         raise ChecksumError(f"{mirror.file.path} passes its SHA-256 but not the official MD5 {mirror.md5}; deleted")
     extract_archive(str(path), str(root))
-    _data.mark_origin(_extracted_folder(name, root), mirror.origin)
+    _images.mark_origin(_extracted_folder(name, root), mirror.origin)
     if name == "tiny-imagenet":
         return None, fetched
     d = read_torchvision(name, split, root)
@@ -600,7 +599,7 @@ def fetch(name: str, split: str, root: Path, searched: list[Path], *, verbose: b
     """The split from the first source that delivers it whole and checked, and that source's origin
     (see the module docstring)."""
     if name != "tiny-imagenet" and extracted_ok(name, root):   # an archive extracted earlier
-        origin = _data.read_origin(_extracted_folder(name, root)) or "official archive (extracted earlier)"
+        origin = _images.read_origin(_extracted_folder(name, root)) or "official archive (extracted earlier)"
         return _checked(read_torchvision(name, split, root), name, split), origin
     sources = [s for s in SOURCES[name] if not isinstance(s, HubParquet) or split in s.splits]
     tiny_there = (root / "tiny-imagenet-200").exists()   # a folder of the user's is never removed
@@ -633,13 +632,13 @@ def fetch(name: str, split: str, root: Path, searched: list[Path], *, verbose: b
             got = f"{_size(fetched)} downloaded" if fetched else "nothing downloaded (cached)"
             print(f"{name} ({split}): from {source.origin} in {time.monotonic() - began:.1f} s ({got})")
         return d, source.origin
-    raise _data._no_download(name, split, root, searched, "every source failed:\n  " + "\n  ".join(tried))
+    raise _images.not_found(name, split, root, searched, "every source failed:\n  " + "\n  ".join(tried))
 
 
 def _read_extracted_tiny(root: Path, split: str, verbose: bool) -> ImageData:
     base = root / "tiny-imagenet-200"
-    _data._check_tiny_official(base, split)
-    return _data._read_tiny_official(base, split, verbose)
+    _images.check_tiny_official(base, split)
+    return _images.read_tiny_official(base, split, verbose)
 
 
 def _checked(d: ImageData, name: str, split: str) -> ImageData:

@@ -8,12 +8,16 @@ ImageNet weights load directly.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from . import download
+from .images import note_download
 
 
 RESNET18_WIDTHS = (64, 128, 256, 512)   # channels per stage of the real ResNet-18 (He et al. 2016)
@@ -98,15 +102,26 @@ def _from_torchvision_names(state: dict) -> dict:
     return renamed
 
 
-def _imagenet_state_dict() -> dict:
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """A block in which every module of `model` is in eval mode (BatchNorm's running statistics, no dropout);
+    after it each module is back in its own mode, so a part frozen in eval mode stays frozen."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def imagenet_state_dict() -> dict:
     from torchvision.models import ResNet18_Weights
     weights = ResNet18_Weights.IMAGENET1K_V1
-    from .data import note_download
-    from .download import READ_TIMEOUT, socket_timeout  # a server that never answers must not hang the notebook
     downloading = not (Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]).exists()
     began = time.monotonic()
     try:
-        with socket_timeout(READ_TIMEOUT):
+        with download.socket_timeout(download.READ_TIMEOUT):   # a server that never answers must not hang the notebook
             return weights.get_state_dict(progress=True)
     except Exception as err:  # URLError, socket errors, a partial file: all mean "not available here"
         hub = Path(torch.hub.get_dir()) / "checkpoints"
@@ -132,7 +147,7 @@ def load_weights(model: ResNet, source: str | Path | dict, *, new: tuple[str, ..
     if isinstance(source, dict):
         state = source
     elif str(source) == "imagenet":
-        state = _imagenet_state_dict()
+        state = imagenet_state_dict()
     else:
         path = Path(source)
         if not path.is_file():

@@ -8,7 +8,6 @@ and checkpoints that let a disconnected Colab session resume where it stopped.
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 import warnings
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoints
 from .metrics import classification_metrics, topk_correct
+from .models import eval_mode
 from .runtime import rehearsal_batches
 
 PER_STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
@@ -119,7 +119,8 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
         checkpoint: str | Path | None = None, label_smoothing: float = 0.0, amp: bool = True,
         channels_last: bool | None = None, compile: bool = False, scheduler_interval: str | None = None,
         grad_clip: float | None = None, config: dict | None = None, progress: bool = True,
-        log_every: int = 20, checkpoint_every: float = checkpoints.SAVE_EVERY_SECONDS) -> list[dict]:
+        log_every: int = 20, checkpoint_every: float = checkpoints.SAVE_EVERY_SECONDS,
+        explain: bool = False) -> list[dict]:
     """Train `model` for `epochs` passes over `train_batches`; return one dict per epoch.
 
     step: `(model, batch) -> (loss, metrics)`; default: cross-entropy with `label_smoothing`.
@@ -137,6 +138,8 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
         (default 10 minutes): a disconnect loses at most about that much, and a full-width network's
         100 MB are not rewritten after every short epoch (on Google Drive each rewrite also fills the
         trash, which counts against the quota). The finished run is always saved; 0 saves every epoch.
+    explain: when a run trains anew beside checkpoints of other settings under the same name, print which
+        fields of the identity differ (by default only that it trains anew).
     amp: mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with a grad scaler);
         amp=False is true fp32, TF32 included (switched off for the run).
     channels_last: NHWC memory layout (default: on CUDA and the CPU). compile: `torch.compile` the model.
@@ -149,101 +152,98 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
         raise ValueError("label_smoothing applies to the default step; put it inside your own step instead")
     if not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"epochs must be a positive whole number, not {epochs!r}")
-    steps_per_epoch = len(train_batches)
-    if rehearsal_batches() is not None:   # a rehearsal of the full profile: a few steps per epoch (runtime.rehearsal_batches)
-        steps_per_epoch = min(steps_per_epoch, rehearsal_batches())
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"train_batches has no batch: an epoch would train nothing ({_describe(train_batches)}). Lower the "
-            f"batch size below the number of training images, or use more images.")
+    steps = _steps_per_epoch(train_batches)
     evaluate_fn = evaluate_fn or evaluate
     device = next(model.parameters()).device
     # NHWC: faster on tensor-core GPUs, and measured faster on this course's 2-core CI CPU too (38 vs 28 img/s)
     channels_last = device.type in ("cuda", "cpu") if channels_last is None else channels_last
-    if scheduler_interval is None:
-        scheduler_interval = "step" if isinstance(scheduler, PER_STEP_SCHEDULERS) else "epoch"
-    if scheduler_interval not in ("step", "epoch"):
-        raise ValueError(f"scheduler_interval must be 'step' or 'epoch', not {scheduler_interval!r}")
+    scheduler_interval = _scheduler_interval(scheduler, scheduler_interval)
     amp_dtype = autocast_dtype(device, amp)
-
-    path = None
+    run = None
     if checkpoint is not None:
-        identity = checkpoints.run_identity(
+        run = checkpoints.Run.of(checkpoint, checkpoints.run_identity(
             model=model, optimizer=checkpoints.optimizer_identity(optimizer, model), scheduler=scheduler and {
                 "type": type(scheduler).__qualname__, "state": scheduler.state_dict()},
             step=step, train_batches=train_batches, val_batches=val_batches, evaluate_fn=evaluate_fn,
-            epochs=epochs, steps_per_epoch=steps_per_epoch, scheduler_interval=scheduler_interval,
+            epochs=epochs, steps_per_epoch=steps, scheduler_interval=scheduler_interval,
             precision=str(amp_dtype), tf32=device.type == "cuda" and amp_dtype is None and "off",
             channels_last=channels_last, compile=compile, grad_clip=grad_clip, rng=torch.get_rng_state(),
-            config=config, **({} if rehearsal_batches() is None else {"rehearsal": rehearsal_batches()}))
-        digest = checkpoints.identity_hash(identity)
-        path = checkpoints.run_path(checkpoint, digest)
-        checkpoints.check_writable(path.parent)
-
+            config=config, **({} if rehearsal_batches() is None else {"rehearsal": rehearsal_batches()})))
     if channels_last:
         model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     run_model = torch.compile(model) if compile else model
-    check_every = 1 if device.type == "cpu" else log_every  # a NaN check costs a GPU sync
-
-    history: list[dict] = []
-    start = 0
-    if path is not None and path.exists():
-        state = checkpoints.load(path, device)
-        model.load_state_dict(state["model"])
-        history, start = state["history"], state["epoch"]
-        _set_rng_state(state["rng"])
-        if start < epochs:  # a finished run has no optimizer state to restore
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None:
-                scheduler.load_state_dict(state["scheduler"])
-            if scaler.is_enabled() and state["scaler"]:
-                scaler.load_state_dict(state["scaler"])
-            print(f"resumed from {path}: {start} of {epochs} epochs done")
-        else:
-            print(f"this run finished before: weights and history from {path} (delete it to train again)")
-    elif path is not None:
-        earlier = checkpoints.other_runs(checkpoint, digest)
-        if earlier:
-            note = ""
-            try:
-                old = json.loads(checkpoints.load(earlier[-1], "cpu").get("identity", "{}"))
-                changed = checkpoints.differences(old, identity)
-                note = ("; it differs in " + "; ".join(changed)) if changed else ""
-            except checkpoints.CheckpointError:
-                pass
-            print(f"training anew: {len(earlier)} checkpoint(s) of other settings under this name, e.g. "
-                  f"{earlier[-1].name}{note}")
-
+    history = _resume(run, model, optimizer, scheduler, scaler, epochs, progress, explain) if run else []
     last_save = time.monotonic()
     with _fp32_means_fp32(device, amp_dtype):
-        for epoch in range(start, epochs):
-            record = _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scaler, step,
-                                      epoch=epoch, epochs=epochs, steps=steps_per_epoch, device=device,
-                                      amp_dtype=amp_dtype, channels_last=channels_last,
-                                      scheduler_interval=scheduler_interval, grad_clip=grad_clip,
-                                      check_every=check_every, progress=progress, log_every=log_every,
-                                      last_good=path)
+        for epoch in range(len(history), epochs):
+            record = train_one_epoch(
+                model, train_batches, optimizer, step=step, scheduler=scheduler, scheduler_interval=scheduler_interval,
+                scaler=scaler, amp_dtype=amp_dtype, channels_last=channels_last, grad_clip=grad_clip, steps=steps,
+                epoch=epoch, epochs=epochs, run_model=run_model, progress=progress, log_every=log_every,
+                last_good=run and run.path)
             if val_batches is not None:
                 t = time.perf_counter()
                 result = evaluate_fn(run_model, val_batches, amp=amp)
                 record.update({f"val_{k}": float(v) for k, v in result.items() if np.ndim(v) == 0})
                 record["val_seconds"] = time.perf_counter() - t
-            _refuse_non_finite(model, record, epoch, epochs, path)
+            _refuse_non_finite(model, record, epoch, epochs, run and run.path)
             history.append(record)
             if progress:
                 print(_epoch_line(record, epochs))
             finished = epoch + 1 == epochs
-            if path is not None and (finished or time.monotonic() - last_save >= checkpoint_every):
-                state = {"identity": json.dumps(identity, sort_keys=True, default=str), "digest": digest,
-                         "epoch": epoch + 1, "finished": finished, "model": model.state_dict(),
-                         "rng": _rng_state(), "history": history}
-                if not finished:  # optimizer state is only needed to go on; a finished run drops it
-                    state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                                 scheduler=scheduler.state_dict() if scheduler is not None else None)
-                checkpoints.save(path, state)
+            if run and (finished or time.monotonic() - last_save >= checkpoint_every):
+                # a finished run keeps weights, history and RNG state; an unfinished one what it needs to go on
+                run.save(model, history, rng=_rng_state(), finished=finished, **({} if finished else dict(
+                    optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                    scheduler=scheduler.state_dict() if scheduler is not None else None)))
                 last_save = time.monotonic()
     return history
+
+
+def _steps_per_epoch(train_batches) -> int:
+    steps = len(train_batches)
+    if rehearsal_batches() is not None:   # a rehearsal of the full profile: a few steps per epoch (runtime.rehearsal_batches)
+        steps = min(steps, rehearsal_batches())
+    if steps == 0:
+        raise ValueError(
+            f"train_batches has no batch: an epoch would train nothing ({_describe(train_batches)}). Lower the "
+            f"batch size below the number of training images, or use more images.")
+    return steps
+
+
+def _scheduler_interval(scheduler, interval: str | None) -> str:
+    if interval is None:
+        interval = "step" if isinstance(scheduler, PER_STEP_SCHEDULERS) else "epoch"
+    if interval not in ("step", "epoch"):
+        raise ValueError(f"scheduler_interval must be 'step' or 'epoch', not {interval!r}")
+    return interval
+
+
+def _resume(run: checkpoints.Run, model, optimizer, scheduler, scaler, epochs: int, progress: bool,
+            explain: bool) -> list[dict]:
+    """The history so far of the run `run` names: restored from its checkpoint (weights, RNG states, and for
+    an unfinished run the optimizer, scheduler and scaler), or empty for a new run."""
+    state = run.load(next(model.parameters()).device)
+    if state is None:
+        if note := run.trains_anew(explain):
+            print(note)
+        return []
+    model.load_state_dict(state["model"])
+    _set_rng_state(state["rng"])
+    history, start = state["history"], state["epoch"]
+    if start < epochs:  # a finished run has no optimizer state to restore
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if scaler.is_enabled() and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        print(f"resumed from {run.path}: {start} of {epochs} epochs done")
+    else:
+        print(f"this run finished before: weights and history from {run.path} (delete it to train again)")
+        if progress:   # its log as it was printed when it trained, indented: these epochs did not run now
+            print("\n".join("  " + _epoch_line(record, epochs) for record in history))
+    return history[:start]
 
 
 def _describe(batches) -> str:
@@ -256,23 +256,33 @@ def _describe(batches) -> str:
     return f"{images} images per epoch, batch size {size}, incomplete last batch dropped"
 
 
-def _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scaler, step, *, epoch: int,
-                     epochs: int, steps: int, device, amp_dtype, channels_last: bool, scheduler_interval: str,
-                     grad_clip, check_every: int, progress: bool, log_every: int, last_good) -> dict:
-    """One pass over the training batches (`steps` of them); the per-epoch record (means of the step's
-    metrics, lr, speed)."""
-    if hasattr(train_batches, "set_epoch"):
-        train_batches.set_epoch(epoch)
+def train_one_epoch(model: torch.nn.Module, batches, optimizer: torch.optim.Optimizer, *, step=None,
+                    scheduler=None, scheduler_interval: str = "epoch", scaler=None, amp_dtype=None,
+                    channels_last: bool = False, grad_clip: float | None = None, steps: int | None = None,
+                    epoch: int = 0, epochs: int | None = None, run_model=None, progress: bool = True,
+                    log_every: int = 20, last_good=None) -> dict:
+    """One pass over `batches` (the first `steps` of them): for each batch, `step(model, batch) -> (loss, metrics)`
+    under autocast at `amp_dtype`, backward (scaled by `scaler` in fp16), optional gradient clipping, the
+    optimizer's step and, per step or per epoch, the scheduler's. Returns the epoch's record: the means of the
+    loss and the step's metrics, the learning rate, images and speed. A loss that is not finite raises
+    NonFiniteLossError naming the step (checked every step on the CPU, every `log_every` steps on a GPU,
+    where a check costs a sync). `run_model` is what the step calls (a compiled `model`); `fit` passes it all."""
+    step = classification_step if step is None else step
+    run_model = model if run_model is None else run_model
+    device = next(model.parameters()).device
+    scaler = torch.amp.GradScaler(device.type, enabled=False) if scaler is None else scaler
+    steps = len(batches) if steps is None else steps
+    check_every = 1 if device.type == "cpu" else log_every
+    if hasattr(batches, "set_epoch"):
+        batches.set_epoch(epoch)
     model.train()
-    steps_per_epoch = steps
     sums: dict[str, torch.Tensor] = {}
     images = 0
     first_bad = torch.tensor(-1, device=device)
     began = time.perf_counter()
-    bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress,
-               total=steps_per_epoch)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs or '?'}", leave=False, disable=not progress, total=steps)
     for i, batch in enumerate(bar):
-        if i == steps_per_epoch:   # a rehearsal's cut epoch (runtime.rehearsal_batches)
+        if i == steps:   # a rehearsal's cut epoch (runtime.rehearsal_batches)
             break
         batch = _to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -286,20 +296,17 @@ def _train_one_epoch(run_model, model, train_batches, optimizer, scheduler, scal
         scaler.update()
         if scheduler is not None and scheduler_interval == "step":
             _scheduler_step(scheduler)
-
         n = _batch_size(batch)
         images += n
         loss = loss.detach().float()
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
         for name, value in {"loss": loss, **metrics}.items():
             sums[name] = sums.get(name, 0) + value.detach().float() * n
-        if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:
-            bad = int(first_bad)
-            if bad >= 0:
-                raise NonFiniteLossError(
-                    f"the loss became {float(sums['loss']):.4g} at epoch {epoch + 1}, step {bad + 1} of "
-                    f"{steps_per_epoch}{_last_good(last_good)}. Lower the learning rate, check the inputs for "
-                    f"NaN, or clip gradients (grad_clip=); a run with changed settings starts afresh.")
+        if ((i + 1) % check_every == 0 or i + 1 == steps) and (bad := int(first_bad)) >= 0:
+            raise NonFiniteLossError(
+                f"the loss became {float(sums['loss']):.4g} at epoch {epoch + 1}, step {bad + 1} of "
+                f"{steps}{_last_good(last_good)}. Lower the learning rate, check the inputs for "
+                f"NaN, or clip gradients (grad_clip=); a run with changed settings starts afresh.")
         if progress and (i + 1) % log_every == 0:
             bar.set_postfix(loss=f"{float(sums['loss']) / images:.3f}")
     if scheduler is not None and scheduler_interval == "epoch":
@@ -355,23 +362,18 @@ def _epoch_line(record: dict, epochs: int) -> str:
 def _inference(model: torch.nn.Module, batches, amp: bool):
     """Yield (float32 logits, batch on the device) in eval mode; the model's mode is restored after.
     amp=False evaluates in true fp32 (TF32 off on CUDA), as `fit` trains."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     amp_dtype = autocast_dtype(device, amp)
     cap = rehearsal_batches()
-    try:
-        with _fp32_means_fp32(device, amp_dtype):
-            for i, batch in enumerate(batches):
-                if cap is not None and i == cap:   # a rehearsal reads a few batches (runtime.rehearsal_batches)
-                    break
-                batch = _to_device(batch, device, channels_last=False)
-                x = batch[0] if isinstance(batch, (list, tuple)) else batch
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    logits = model(x)
-                yield logits.float(), batch
-    finally:
-        model.train(was_training)
+    with eval_mode(model), _fp32_means_fp32(device, amp_dtype):
+        for i, batch in enumerate(batches):
+            if cap is not None and i == cap:   # a rehearsal reads a few batches (runtime.rehearsal_batches)
+                break
+            batch = _to_device(batch, device, channels_last=False)
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(x)
+            yield logits.float(), batch
 
 
 @torch.no_grad()

@@ -45,7 +45,7 @@ def imagenet_weights() -> Pretrained:
     from torchvision.models import ResNet18_Weights
     weights = ResNet18_Weights.IMAGENET1K_V1
     mean, std = datasets.STATS["imagenet"]
-    return Pretrained(name="ImageNet-1k (torchvision IMAGENET1K_V1)", state_dict=models._imagenet_state_dict(),
+    return Pretrained(name="ImageNet-1k (torchvision IMAGENET1K_V1)", state_dict=models.imagenet_state_dict(),
                       mean=mean, std=std, image_size=224, classes=tuple(weights.meta["categories"]),
                       details={"imagenet_top1": weights.meta["_metrics"]["ImageNet-1K"]["acc@1"] / 100})
 

@@ -7,7 +7,8 @@ import torch
 import torchvision
 from torch import nn
 
-from helpers import budget, data, models
+from helpers import data, models
+from helpers.course import budget
 
 
 def test_linear_layer_costs_its_forward_plus_its_weight_gradient():
@@ -128,7 +129,8 @@ def test_report_without_measuring_gives_the_t4_estimate(capsys):
 
 MEASURE_IN_A_FRESH_PROCESS = """
 import pytest, torch
-from helpers import budget, models
+from helpers import models
+from helpers.course import budget
 plan = budget.Plan("toy")
 plan.add("small", lambda: models.resnet18(widths=(4, 8, 16, 32)), images=5000, size=16)
 plan.add("small again", lambda: models.resnet18(widths=(4, 8, 16, 32)), images=1000, size=16)

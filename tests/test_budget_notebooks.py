@@ -20,7 +20,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 T4_LIMIT_MINUTES = 60
 
 NO_TIMING = '''
-from helpers import budget as _budget
+from helpers.course import budget as _budget
 _report = _budget.Plan.report
 _budget.Plan.report = lambda self, device, **kwargs: _report(self, device, **{**kwargs, "measure": False})
 '''
@@ -37,7 +37,8 @@ def budget_cell(nb) -> int:
 @pytest.fixture(scope="module")
 def full_data(tmp_path_factory):
     """The data a full profile loads, at full size (see the module docstring)."""
-    from helpers import rehearse, runtime
+    from helpers import runtime
+    from helpers.course import rehearse
     return rehearse.offline_data(runtime.default_data_dir(), tmp_path_factory.mktemp("data"))
 
 

@@ -8,7 +8,6 @@ number read from a tensor (`int(x)`, `.item()`, `.numpy()`: the metrics that ret
 a random generator on the GPU (`torch.Generator("cuda")` needs the driver, so GpuBatches cannot iterate),
 and any backward pass (it needs a CUDA runtime). Those are what the GPU check (.ci/gpu-check) is for.
 """
-import math
 from contextlib import contextmanager
 
 import pytest

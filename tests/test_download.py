@@ -8,7 +8,6 @@ import re
 import shutil
 import socket
 import tarfile
-import threading
 import time
 import zipfile
 
@@ -19,7 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import data, download, results, runtime
+from helpers import data, download, runtime
+from helpers.course import results
 from loopback import Loopback
 
 REV = "0123456789abcdef0123456789abcdef01234567"

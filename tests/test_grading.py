@@ -26,8 +26,9 @@ import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from sklearn.metrics import precision_score, recall_score
 
-from helpers import cam, exercises, grading, losses, models, results
-from helpers.course import main as course_main
+from helpers import cam, exercises, losses, models
+from helpers.course import grading, results
+from helpers.course.cli import main as course_main
 from helpers.runtime import setup
 
 NOTEBOOKS = [nb for nb in grading.instructor_notebooks() if grading.has_exercises(nbformat.read(nb, as_version=4))]
@@ -688,7 +689,7 @@ def test_a_deleted_test_cell_scores_nothing(tmp_path):
 
 SHARED_CHECK = '''
 import json, os
-from helpers import grading
+from helpers.course import grading
 
 def test_read_nbvals_execution(request):
     run = next(r for k, r in request.config.course_nbval_runs.items() if k.endswith("nb.ipynb"))

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import results, runtime
+from helpers import runtime
+from helpers.course import results
 
 ROOT = Path(__file__).resolve().parent.parent
 

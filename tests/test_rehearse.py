@@ -14,7 +14,8 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import data, loader, rehearse, runtime, train
+from helpers import data, loader, runtime, train
+from helpers.course import rehearse
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

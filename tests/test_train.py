@@ -61,12 +61,13 @@ def _interrupt_at_step(monkeypatch, n):
     return calls
 
 
-def _run(tiny_data, ckpt, epochs=4):
+def _run(tiny_data, ckpt, epochs=4, **kwargs):
     model = _small_model(seed=1, dropout=0.2)  # dropout: resuming must restore the RNG too
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.05, total_steps=epochs * 3)
-    history = train.fit(model, _batches(tiny_data, seed=5), epochs, opt, sched, checkpoint=ckpt, progress=False,
-                        checkpoint_every=0)   # saved after every epoch: these tests interrupt between epochs
+    history = train.fit(model, _batches(tiny_data, seed=5), epochs, opt, sched, checkpoint=ckpt,
+                        checkpoint_every=0,   # saved after every epoch: these tests interrupt between epochs
+                        **{"progress": False, **kwargs})
     return model, history
 
 
@@ -150,7 +151,8 @@ def test_changing_any_setting_trains_anew_beside_the_old_run(base_run, change, c
     new_history = _configured_run(toy, folder, **CHANGES[change])
     created = set(folder.iterdir()) - before
     assert len(created) == 1, f"{change}: resumed another run's checkpoint instead of training"
-    assert "training anew" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "training anew" in out and "explain=True" in out and "differs in" not in out   # no dump unless asked
     for path in created:
         path.unlink()  # keep the folder to the base run for the other cases
     assert all(np.isfinite(r["loss"]) for r in new_history)
@@ -458,3 +460,24 @@ def test_a_rehearsals_checkpoint_is_never_resumed_by_the_real_run(tiny_data, tmp
     rehearsed = run()
     monkeypatch.delenv("COURSE_REHEARSAL")
     assert len(rehearsed) == 1 and len(run() - rehearsed) == 1
+
+
+def test_a_finished_run_prints_its_log_and_a_new_one_says_what_changed_when_asked(tiny_data, tmp_path, capsys):
+    _, first = _run(tiny_data, tmp_path / "run.pt", epochs=2)
+    capsys.readouterr()
+    _, again = _run(tiny_data, tmp_path / "run.pt", epochs=2, progress=True)
+    out = capsys.readouterr().out
+    assert again == first and "this run finished before" in out
+    assert [line.split("|")[0] for line in out.splitlines() if "epoch" in line] == ["  epoch   1/2 ", "  epoch   2/2 "]
+    _run(tiny_data, tmp_path / "run.pt", epochs=3, explain=True, progress=False)
+    assert "it differs in epochs: 2 -> 3" in capsys.readouterr().out
+
+
+def test_one_epoch_trains_alone_with_the_defaults(tiny_data):
+    torch.manual_seed(0)
+    model = models.resnet18(num_classes=4, widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1))
+    before = [p.detach().clone() for p in model.parameters()]
+    batches = loader.GpuBatches(tiny_data, batch_size=8, mean=(0.5,) * 3, std=(0.25,) * 3)
+    record = train.train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
+    assert record["epoch"] == 1 and record["images"] == 24 and np.isfinite(record["loss"]) and "accuracy" in record
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

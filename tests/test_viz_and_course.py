@@ -11,7 +11,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from nbformat.v4 import new_code_cell, new_notebook  # noqa: E402
 
-from helpers import course, viz  # noqa: E402
+from helpers import runtime, viz  # noqa: E402
+from helpers.course import cli, notebooks, store  # noqa: E402
 
 
 def test_history_plot_draws_train_and_validation_curves():
@@ -43,17 +44,17 @@ def test_image_grid_marks_wrong_predictions():
 def test_course_runner_executes_notebooks_and_gathers_their_results(tmp_path, monkeypatch, capsys):
     (tmp_path / "notebooks").mkdir()
     good = new_notebook(cells=[new_code_cell(
-        "from helpers.runtime import setup\nfrom helpers.results import record\n"
+        "from helpers.runtime import setup\nfrom helpers.course.results import record\n"
         "rt = setup(3)\nrecord(rt, '01_toy', 'a recipe', test_accuracy=0.5)"),
         new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     bad = new_notebook(cells=[new_code_cell("raise ValueError('broken on purpose')")], metadata=good.metadata)
     nbformat.write(good, tmp_path / "notebooks" / "01_toy.ipynb")
     nbformat.write(bad, tmp_path / "notebooks" / "02_bad.ipynb")
-    monkeypatch.setattr(course, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(runtime, "project_root", lambda: tmp_path)
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MPLBACKEND", "Agg")   # a script's or CI's setting: the executed notebooks still get figures
-    status = course.run("ci", tmp_path / "out", None, timeout=120)
+    status = cli.run("ci", tmp_path / "out", None, timeout=120)
     out = capsys.readouterr().out
     assert status == 1  # one notebook failed, and the run says so
     assert "FAILED: ValueError: broken on purpose" in out
@@ -62,12 +63,12 @@ def test_course_runner_executes_notebooks_and_gathers_their_results(tmp_path, mo
     assert "profile: ci" in executed.cells[0].outputs[0]["text"]
     assert any("image/png" in o.get("data", {}) for o in executed.cells[1].outputs), "plt.show() drew a figure"
     assert os.environ["MPLBACKEND"] == "Agg"   # and the caller's value is back
-    assert course.run("ci", tmp_path / "out2", ["01"], timeout=120) == 0
+    assert cli.run("ci", tmp_path / "out2", ["01"], timeout=120) == 0
     # a rerun keeps only its own rows: one that an earlier run recorded under another name is gone
     records = tmp_path / "out2" / "results" / "01_toy.json"
     rows = json.loads(records.read_text())
     records.write_text(json.dumps(rows + [{**rows[0], "experiment": "a row from an older version"}]))
-    assert course.run("ci", tmp_path / "out2", ["01"], timeout=120) == 0
+    assert cli.run("ci", tmp_path / "out2", ["01"], timeout=120) == 0
     assert [r["experiment"] for r in json.loads(records.read_text())] == ["a recipe"]
 
 
@@ -105,42 +106,41 @@ def test_a_small_run_is_stored_in_the_notebook_without_machine_paths_and_only_fo
     (tmp_path / "notebooks").mkdir()
     nb = new_notebook(cells=[
         new_markdown_cell("badge\n\n# 01 · toy\n\n**What you learn here.** Nothing."),
-        new_code_cell("from helpers.runtime import setup\nfrom helpers.results import record\n"
+        new_code_cell("from helpers.runtime import setup\nfrom helpers.course.results import record\n"
                       "rt = setup(0)\nrecord(rt, '01_toy', 'a recipe', test_accuracy=0.25)\nprint(rt.output_dir)")],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     source = tmp_path / "notebooks" / "01_toy.ipynb"
     nbformat.write(nb, source)
-    monkeypatch.setattr(course, "project_root", lambda: tmp_path)
-    monkeypatch.setattr(course, "STORED", tmp_path / "notebooks" / "results")
+    monkeypatch.setattr(runtime, "project_root", lambda: tmp_path)
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
-    assert course.run("ci", tmp_path / "ci", ["01"], timeout=120) == 0
+    assert cli.run("ci", tmp_path / "ci", ["01"], timeout=120) == 0
     with pytest.raises(SystemExit, match="ran at profile 'ci'"):
-        course.store(tmp_path / "ci", ["01"])   # only a small-profile run is stored
+        store.store(tmp_path / "ci", ["01"])   # only a small-profile run is stored
     monkeypatch.setenv("COURSE_PROFILE", "ci")
-    assert course.run("small", tmp_path / "small", ["01"], timeout=120) == 0
+    assert cli.run("small", tmp_path / "small", ["01"], timeout=120) == 0
     assert os.environ["COURSE_PROFILE"] == "ci"   # the caller's profile is back (later notebooks run at ci)
     edited = nbformat.read(source, as_version=4)   # prose written after the run moves the code cell down
     edited.cells.insert(1, new_markdown_cell("What this run showed."))
     nbformat.write(edited, source)
-    course.store(tmp_path / "small", ["01"])
+    store.store(tmp_path / "small", ["01"])
     stored = nbformat.read(source, as_version=4)
     assert stored.cells[1].cell_type == "markdown" and not stored.cells[1].get("outputs")
     printed = "".join(o.get("text", "") for o in stored.cells[2].outputs)
     assert "profile: small" in printed and "$COURSE_DATA_DIR" in printed and "$COURSE_OUTPUT_DIR" in printed
-    assert not course.absolute_paths(course.outputs_text(stored))
+    assert not store.absolute_paths(store.outputs_text(stored))
     assert stored.cells[0].source.split("\n\n")[2].startswith("**Stored outputs.** The outputs below come from the "
                                                              "`small` profile on a 2-core CPU")
-    assert stored.metadata["course_stored"]["code"] == course.code_fingerprint(stored)
+    assert stored.metadata["course_stored"]["code"] == notebooks.code_fingerprint(stored)
     assert json.loads((tmp_path / "notebooks" / "results" / "small" / "01_toy.json").read_text())[0]["profile"] == "small"
-    course.store(tmp_path / "small", ["01"])   # storing again replaces the note instead of adding a second one
+    store.store(tmp_path / "small", ["01"])   # storing again replaces the note instead of adding a second one
     assert nbformat.read(source, as_version=4).cells[0].source.count("**Stored outputs.**") == 1
     # every profile's table, and the stored one, in `course results`
     (tmp_path / "runs").mkdir()
     (tmp_path / "small").rename(tmp_path / "runs" / "small")
-    tables = course.results_tables()
+    tables = cli.results_tables()
     assert "## profile small (runs/small)" in tables and "## stored with the notebooks, profile small" in tables
     # code edited after the run: its outputs would no longer be its own
     stored.cells[2].source += "\nprint('changed')"
     nbformat.write(stored, source)
     with pytest.raises(SystemExit, match="code changed after the run"):
-        course.store(tmp_path / "runs" / "small", ["01"])
+        store.store(tmp_path / "runs" / "small", ["01"])

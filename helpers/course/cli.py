@@ -7,6 +7,7 @@
     course store runs/small 01                     # keep that run's outputs in notebooks/01_*.ipynb
     course results                                 # the tables of every profile run here, and the stored one
     course results runs/full                       # one output folder's table
+    course pages                                   # write RESULTS.md and docs/instructors.md's exercise table
     course colab you/your-fork                     # point the notebooks' Colab links at your fork
     course release release/                        # the student versions (nbgrader format; instructor extra)
     course grade submissions/*.ipynb               # points per exercise, hidden tests restored (instructor extra)
@@ -17,69 +18,15 @@ does not stop the others, and the exit status says whether all of them ran.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import re
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
-from .results import _write_atomic, collect, markdown_table
-from .runtime import PROFILES, default_data_dir, device_name, environment, pick_device, project_root
-
-
-
-PLACEHOLDER_REPO = "OWNER/REPO"  # the GitHub path in the links until `course colab` sets it
-COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
-_BADGE = re.compile(r"\[!\[Open in Colab\]\([^)]*\)\]\(https://colab\.research\.google\.com/github/"
-                    r"(?P<path>[^/]+/[^/]+)/blob/(?P<branch>[^/]+)/notebooks/(?P<name>[^)]+)\)")
-_REPO_LINE = re.compile(r'COURSE_REPO = os\.environ\.get\("COURSE_REPO", "[^"]*"\)')
-
-
-def colab_badge(github_path: str, notebook: str, branch: str = "main") -> str:
-    return (f"[![Open in Colab]({COLAB_BADGE})](https://colab.research.google.com/github/{github_path}/blob/"
-            f"{branch}/notebooks/{notebook})")
-
-
-def point_text(text: str, github_path: str, branch: str) -> str:
-    """`text` with its Colab badges and COURSE_REPO default pointed at `github_path`."""
-    text = _BADGE.sub(lambda m: colab_badge(github_path, m["name"], branch), text)
-    return _REPO_LINE.sub(f'COURSE_REPO = os.environ.get("COURSE_REPO", "https://github.com/{github_path}.git")', text)
-
-
-def point_links_at(github_path: str, branch: str = "main") -> list[Path]:
-    """Rewrite every notebook's "Open in Colab" badge and its setup cell's COURSE_REPO default for the
-    repository `github_path` ("you/your-fork"), and the README's badges; return the files changed."""
-    import nbformat
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", github_path):
-        raise SystemExit(f"{github_path!r} is not a GitHub path like 'you/your-fork'")
-    changed = []
-    for file in notebooks():
-        nb = nbformat.read(file, as_version=4)
-        edits = 0
-        for cell in nb.cells:
-            new = point_text(cell.source, github_path, branch)
-            edits += new != cell.source
-            cell.source = new
-        if edits:
-            nbformat.write(nb, file)
-            changed.append(file)
-    readme = project_root() / "README.md"
-    if readme.exists() and (new := point_text(text := readme.read_text(), github_path, branch)) != text:
-        readme.write_text(new)
-        changed.append(readme)
-    return changed
-
-
-def notebooks(selected: list[str] | None = None) -> list[Path]:
-    folder = project_root() / "notebooks"
-    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
-    if selected:
-        found = [nb for nb in found if any(nb.name.startswith(s) for s in selected)]
-        if not found:
-            raise SystemExit(f"no notebook in {folder} starts with {selected}")
-    return found
+from .. import runtime
+from ..runtime import PROFILES, environment
+from .notebooks import notebooks, point_links_at
+from .results import collect, markdown_table
+from .store import record_run_time, store, stored_folder, trained_anything
 
 
 def execute(notebook: Path, out_dir: Path, timeout: int | None) -> tuple[bool, float, str]:
@@ -110,6 +57,11 @@ def run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int | 
         return _run(profile, out_dir, selected, timeout)
 
 
+def _read(path: Path):
+    import nbformat
+    return nbformat.read(path, as_version=4)
+
+
 def _run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int | None) -> int:
     status = []
     for nb in notebooks(selected):
@@ -120,7 +72,8 @@ def _run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int |
         ok, seconds, error = execute(nb, out_dir, timeout)
         status.append({"notebook": nb.name, "status": "ok" if ok else f"FAILED: {error}", "seconds": seconds})
         print(f"  {'ok' if ok else 'FAILED'} in {seconds:.0f} s" + (f": {error}" if error else ""), flush=True)
-        _record_run_time(out_dir, nb.stem, profile=profile, ok=ok, seconds=seconds)
+        record_run_time(out_dir, nb.stem, profile=profile, ok=ok, seconds=seconds,
+                        trained=trained_anything(_read(out_dir / nb.name)))
     print(f"\nExecuted notebooks are in {out_dir}\n")
     print(markdown_table(status))
     print("\nResults (each row says what produced it):\n")
@@ -128,131 +81,12 @@ def _run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int |
     return 0 if all(s["status"] == "ok" for s in status) else 1
 
 
-RUN_TIMES = "run_times.json"   # beside the results records: how long each notebook took, as `course run` measured
-
-
-def _record_run_time(out_dir: Path, notebook: str, *, profile: str, ok: bool, seconds: float) -> None:
-    file = out_dir / "results" / RUN_TIMES
-    file.parent.mkdir(parents=True, exist_ok=True)
-    times = json.loads(file.read_text()) if file.exists() else {}
-    times[notebook] = {"profile": profile, "ok": ok, "minutes": round(seconds / 60, 1),
-                       "device": device_name(pick_device()), "date": datetime.now().astimezone().date().isoformat()}
-    _write_atomic(file, json.dumps(times, indent=1))
-
-
-# ---- Stored outputs: a small-profile run kept in the notebooks, so readers see results without running --------
-
-STORED = project_root() / "notebooks" / "results"   # the stored runs' records: STORED/<profile>/<notebook>.json
-MAX_NOTEBOOK_BYTES = 2_000_000
-_ABSOLUTE = re.compile(r"(?<![\w.~$])/(?:root|home|Users|tmp|work|content|mnt|var|opt|private|srv|data)/[^\s'\")]*")
-STORED_NOTE = "**Stored outputs.**"
-
-
-def code_fingerprint(nb) -> str:
-    """A hash of every code cell's source, in order: stored outputs belong to exactly this code. The setup
-    cell's COURSE_REPO default is left out, so `course colab` (which points it at a fork) keeps them valid."""
-    code = "\n\x00".join(_REPO_LINE.sub("COURSE_REPO", c.source) for c in nb.cells if c.cell_type == "code")
-    return hashlib.sha256(code.encode()).hexdigest()[:16]
-
-
-def _scrub(text: str, replacements: dict[str, str]) -> str:
-    for path, placeholder in sorted(replacements.items(), key=lambda kv: -len(kv[0])):
-        text = text.replace(path, placeholder)
-    return text
-
-
-def outputs_text(nb) -> str:
-    """Every code cell's stored outputs, as text (the sources may name Colab's paths on purpose): streams,
-    errors and the text forms of rich outputs. Images are left out: their base64 letters can spell anything,
-    '/srv/...' included."""
-    outputs = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            data = {k: v for k, v in output.get("data", {}).items() if k.startswith("text/") or k.endswith("json")}
-            outputs.append({**{k: v for k, v in output.items() if k != "data"}, "data": data})
-    return json.dumps(outputs, ensure_ascii=False)
-
-
-def absolute_paths(text: str) -> list[str]:
-    """Absolute paths of a machine (/root/..., /home/..., /tmp/...) found in `text`."""
-    return _ABSOLUTE.findall(text)
-
-
-def store(out_dir: Path, selected: list[str] | None = None) -> list[Path]:
-    """Copy the outputs of notebooks executed by `course run --profile small` in `out_dir` into the
-    course's notebooks, with machine paths replaced by placeholders, a note in the first markdown cell
-    (profile, device, date, run time), and the run's results records under notebooks/results/small/.
-
-    Refuses (SystemExit, saying why and what to do) when a notebook failed or was not run at the small
-    profile, when its code differs from the notebook's current code, when a machine path would remain,
-    or when the stored notebook would exceed 2 MB.
-    """
-    import nbformat
-    out_dir = out_dir.resolve()
-    times_file = out_dir / "results" / RUN_TIMES
-    if not times_file.exists():
-        raise SystemExit(f"{times_file} is missing: run `course run --profile small --out {out_dir}` first")
-    times = json.loads(times_file.read_text())
-    replacements = {str(out_dir): "$COURSE_OUTPUT_DIR", str(default_data_dir()): "$COURSE_DATA_DIR",
-                    str(project_root()): "<course>", str(Path.home()): "~"}
-    stored = []
-    for target in notebooks(selected):
-        executed_file = out_dir / target.name
-        run = times.get(target.stem)
-        if not executed_file.exists() or run is None:
-            raise SystemExit(f"{target.stem} was not run into {out_dir}: run `course run --profile small --out "
-                             f"{out_dir} {target.stem[:2]}` first")
-        if run["profile"] != "small" or not run["ok"]:
-            raise SystemExit(f"{target.stem} in {out_dir} ran at profile {run['profile']!r}"
-                             f"{'' if run['ok'] else ' and FAILED'}: only a finished small-profile run is stored")
-        executed = nbformat.read(executed_file, as_version=4)
-        nb = nbformat.read(target, as_version=4)
-        if code_fingerprint(executed) != code_fingerprint(nb):
-            raise SystemExit(f"{target.name}'s code changed after the run in {out_dir}: run it again "
-                             f"(`course run --profile small --out {out_dir} {target.stem[:2]}`), then store it")
-        # code cells pair up in order (the fingerprint says they are the same code); markdown may have changed
-        code_cells = lambda book: [c for c in book.cells if c.cell_type == "code"]
-        for cell, ran in zip(code_cells(nb), code_cells(executed)):
-            outputs = json.loads(_scrub(json.dumps(ran.outputs), replacements))
-            cell.outputs = [nbformat.from_dict(o) for o in outputs]
-            cell.execution_count = ran.execution_count
-            if "execution" in ran.metadata:
-                cell.metadata["execution"] = ran.metadata["execution"]
-        note = (f"{STORED_NOTE} The outputs below come from the `small` profile on a 2-core CPU "
-                f"({run['device']}), run on {run['date']} by `course run --profile small` in {run['minutes']:.1f} "
-                f"minutes. Run a cell and your own outputs replace them.")
-        first = next(c for c in nb.cells if c.cell_type == "markdown")
-        paragraphs = [p for p in first.source.split("\n\n") if not p.startswith(STORED_NOTE)]
-        first.source = "\n\n".join(paragraphs[:2] + [note] + paragraphs[2:])
-        nb.metadata["course_stored"] = {"profile": "small", **{k: run[k] for k in ("device", "date", "minutes")},
-                                        "code": code_fingerprint(nb)}
-        text = nbformat.writes(nb)
-        if leaks := absolute_paths(outputs_text(nb)):
-            raise SystemExit(f"{target.name}: its outputs still hold machine paths, e.g. {leaks[:3]}; print "
-                             f"paths relative to the data or output folder, then run it again")
-        if len(text.encode()) > MAX_NOTEBOOK_BYTES:
-            raise SystemExit(f"{target.name} would be {len(text.encode()) / 1e6:.1f} MB with its outputs, over the "
-                             f"{MAX_NOTEBOOK_BYTES / 1e6:.0f} MB limit: draw fewer or smaller figures")
-        records = out_dir / "results" / f"{target.stem}.json"
-        folder = STORED / "small"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / records.name).write_text(_scrub(records.read_text(), replacements))
-        store_times = folder / RUN_TIMES
-        kept = json.loads(store_times.read_text()) if store_times.exists() else {}
-        store_times.write_text(json.dumps({**kept, target.stem: run}, indent=1, sort_keys=True))
-        target.write_text(text)
-        stored.append(target)
-        print(f"stored {target.name}: {len(text.encode()) / 1e6:.2f} MB, small profile, {run['minutes']:.1f} min "
-              f"on {run['device']} ({run['date']})")
-    return stored
-
-
 def results_tables(out: Path | None = None) -> str:
     """One output folder's results; without one, every profile's folder under runs/ and the stored records."""
     if out is not None:
         return markdown_table(collect(out))
-    sources = [(f"profile {p} (runs/{p})", collect(project_root() / "runs" / p)) for p in PROFILES]
-    sources += [(f"stored with the notebooks, profile {p} (notebooks/results/{p})", collect(STORED / p, folder=""))
+    sources = [(f"profile {p} (runs/{p})", collect(runtime.project_root() / "runs" / p)) for p in PROFILES]
+    sources += [(f"stored with the notebooks, profile {p} (notebooks/results/{p})", collect(stored_folder(p), folder=""))
                 for p in PROFILES]
     parts = [f"## {title}\n\n{markdown_table(rows)}" for title, rows in sources if rows]
     return "\n\n".join(parts) or "(no results recorded yet: run `course run --profile ci`)"
@@ -284,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="run each notebook's code cells in a fresh Python process instead of a Jupyter kernel")
     p_res = sub.add_parser("results", help="print the results tables (default: every profile's, and the stored)")
     p_res.add_argument("out", type=Path, nargs="?", default=None)
+    sub.add_parser("pages", help="write RESULTS.md (from the stored records) and the exercise table of "
+                                 "docs/instructors.md (from the notebooks)")
     p_store = sub.add_parser("store", help="keep a small-profile run's outputs in the notebooks")
     p_store.add_argument("out", type=Path, help="the output folder of `course run --profile small`")
     p_store.add_argument("notebooks", nargs="*", help="number prefixes, e.g. 01 03 (default: all)")
@@ -339,10 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rehearse":
         from . import rehearse
         return rehearse.cli(args)
+    if args.command == "pages":
+        from . import pages
+        changed = pages.write()
+        print("wrote " + (", ".join(str(f.relative_to(runtime.project_root())) for f in changed) or "nothing: up to date"))
+        return 0
     if args.command == "store":
         store(args.out, args.notebooks)
         return 0
-    return run(args.profile, args.out or project_root() / "runs" / args.profile, args.notebooks, args.timeout)
+    return run(args.profile, args.out or runtime.project_root() / "runs" / args.profile, args.notebooks, args.timeout)
 
 
 if __name__ == "__main__":

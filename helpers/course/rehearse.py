@@ -32,7 +32,9 @@ from pathlib import Path
 
 import torch
 
-from .runtime import default_data_dir, environment, project_root
+from .. import runtime
+from ..runtime import default_data_dir, environment
+from .notebooks import notebooks
 
 COLAB_VM_GB = 12.7   # the memory of Colab's free VM, as its RAM gauge shows it
 RECORDS = "rehearsal-cells.jsonl"
@@ -77,7 +79,7 @@ def offline_data(source: Path, target: Path, *, unlabeled: int = 100_000) -> Pat
     mark says so, and the notebooks label their figures from it. Caches already decoded in `source` are
     linked too, and `stl10`'s are written from the stand-in's (decoded once, in `source`): the 100,000 links
     hold 10 copies of the same images, which need not be decoded again."""
-    from . import data
+    from .. import data
     source, target = Path(source).resolve(), Path(target)
     standin = source / "stl10-standin"
     if not standin.is_dir():
@@ -182,9 +184,9 @@ def rehearse_notebook(notebook: Path, out: Path, *, batches: int, data_dir: Path
     began = time.perf_counter()
     if in_process:
         import subprocess
-        with environment(**env, PYTHONPATH=os.pathsep.join([str(project_root()), os.environ.get("PYTHONPATH", "")])):
+        with environment(**env, PYTHONPATH=os.pathsep.join([str(runtime.project_root()), os.environ.get("PYTHONPATH", "")])):
             try:
-                done = subprocess.run([sys.executable, "-m", "helpers.rehearse", "--execute", str(notebook),
+                done = subprocess.run([sys.executable, "-m", "helpers.course.rehearse", "--execute", str(notebook),
                                        str(records)], cwd=notebook.parent, timeout=timeout)
                 error = "" if done.returncode == 0 else f"a cell failed (exit status {done.returncode}; its traceback above)"
             except subprocess.TimeoutExpired:
@@ -243,8 +245,8 @@ def check_resume(device=None) -> dict:
 
     import torch
 
-    from . import data, loader, models, train
-    from .runtime import pick_device
+    from .. import data, loader, models, train
+    from ..runtime import pick_device
     device = torch.device(device) if device is not None else pick_device()
     g = torch.Generator().manual_seed(0)
     toy = data.ImageData(images=torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, generator=g),
@@ -303,8 +305,8 @@ def check_deterministic(device=None) -> dict:
 
     import torch.nn.functional as F
 
-    from . import autoencoders, losses, models
-    from .runtime import pick_device
+    from .. import autoencoders, losses, models
+    from ..runtime import pick_device
     device = torch.device(device) if device is not None else pick_device()
     saved = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # (main sets it before CUDA starts)
@@ -346,7 +348,7 @@ def check_deterministic(device=None) -> dict:
     for name, message in found:
         print(f"deterministic mode on {device}: {name}: {message}")
     print(f"deterministic mode on {device}: {len(found)} warning(s) over {len(steps)} kinds of training step"
-          + ("" if not found else ": the README's DETERMINISTIC paragraph no longer holds on this device"))
+          + ("" if not found else ": docs/instructors.md's paragraph on DETERMINISTIC no longer holds on this device"))
     return {"ok": not found, "device": str(device), "warnings": found}
 
 
@@ -383,13 +385,12 @@ def main(notebooks: list[Path], *, out: Path, batches: int, offline: bool, timeo
 
 
 def cli(args) -> int:
-    from .course import notebooks
-    return main(notebooks(args.notebooks), out=args.out or project_root() / "runs" / "rehearsal",
+    return main(notebooks(args.notebooks), out=args.out or runtime.project_root() / "runs" / "rehearsal",
                 batches=args.batches, offline=args.offline_data, timeout=args.timeout, limit_gb=args.limit_gb,
                 gpu_check=args.gpu_check, in_process=args.in_process)
 
 
-if __name__ == "__main__":   # the in-process executor: python -m helpers.rehearse --execute NOTEBOOK RECORDS
+if __name__ == "__main__":   # the in-process executor: python -m helpers.course.rehearse --execute NOTEBOOK RECORDS
     if len(sys.argv) == 4 and sys.argv[1] == "--execute":
         sys.exit(_execute_in_process(Path(sys.argv[2]), Path(sys.argv[3])))
     sys.exit("usage: course rehearse (see `course rehearse --help`)")

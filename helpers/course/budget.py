@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .train import autocast_dtype
+from ..train import autocast_dtype
 
 # ----------------------------------------------------------------------------- the T4 assumption
 
@@ -353,7 +353,7 @@ class Plan:
               f"{T4_FP32_TFLOPS:.1f} TFLOP/s ({T4_RESNET50_FP32_TRAINING_IMAGES_PER_S:.0f} img/s); inference "
               f"{T4_INFERENCE_TFLOPS:.1f} TFLOP/s mixed, {T4_FP32_INFERENCE_TFLOPS:.1f} fp32 (measured "
               f"{T4_RESNET50_INFERENCE_IMAGES_PER_S} and {T4_RESNET50_FP32_INFERENCE_IMAGES_PER_S} img/s); all from "
-              f"NVIDIA DeepLearningExamples' published T4 and V100 throughputs (helpers.budget); optimistic for "
+              f"NVIDIA DeepLearningExamples' published T4 and V100 throughputs (helpers.course.budget); optimistic for "
               f"small models. h: host work, timed on this machine ({_device_label(torch.device('cpu'))})"
               + ("; (minutes): a download, not in the total" if network else ""))
         if measure:

@@ -1,7 +1,7 @@
 """Student versions and grading, with nbgrader's cell format and preprocessors, without its server.
 
 The notebooks in `notebooks/` are the instructor's version. An exercise there is two cells (see the
-README's section for instructors):
+docs/instructors.md):
   * a solution cell (nbgrader metadata `solution: true`), whose answer sits between
     `### BEGIN SOLUTION` and `### END SOLUTION`;
   * an autograded test cell (`grade: true`, `locked: true`, `points`), whose checks an answer could
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import nbformat
 
-from .runtime import environment, project_root
+from .. import runtime
+from ..runtime import environment
+from .notebooks import point_text
 
 STORED_NOTE = re.compile(r"\*\*Stored outputs\.\*\*[^\n]*(\n[^\n]+)*")   # `course store`'s paragraph
 BADGE = re.compile(r"^\[!\[Open in Colab\]\([^)]*\)\]\([^)]*\)\n*")   # it opens the instructor's copy
@@ -47,7 +49,7 @@ def _nbgrader():
 
 
 def instructor_notebooks() -> list[Path]:
-    return sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((runtime.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def test_cells(nb) -> dict[str, nbformat.NotebookNode]:
@@ -81,7 +83,6 @@ def student_version(nb, repo: str | None = None, branch: str = "main"):
     # The instructor's copy carries a small run's outputs and says so; the student's has no outputs.
     nb.metadata.pop("course_stored", None)
     if repo:
-        from .course import point_text
         for cell in nb.cells:
             cell.source = point_text(cell.source, repo, branch)
     first = next((c for c in nb.cells if c.cell_type == "markdown"), None)
@@ -96,12 +97,12 @@ def release(out_dir: str | Path, selected: list[str] | None = None, *, repo: str
     """Write the student version of every instructor notebook with exercises (or of `selected`,
     number prefixes) to `out_dir`; return the files written."""
     out_dir = Path(out_dir)
-    if out_dir.resolve() == (project_root() / "notebooks").resolve():
+    if out_dir.resolve() == (runtime.project_root() / "notebooks").resolve():
         raise SystemExit(f"{out_dir} holds the instructor's notebooks: the student versions would replace "
                          f"the solutions. Release into another folder, e.g. `course release release/`.")
     chosen = [nb for nb in instructor_notebooks() if not selected or any(nb.name.startswith(s) for s in selected)]
     if selected and not chosen:
-        raise SystemExit(f"no notebook in {project_root() / 'notebooks'} starts with {selected}")
+        raise SystemExit(f"no notebook in {runtime.project_root() / 'notebooks'} starts with {selected}")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in chosen:
@@ -166,7 +167,7 @@ def _instructor_for(student, path: Path) -> tuple[Path, object]:
         if ids and ids & set(test_cells(nb)):
             return nb_path, nb
     raise FileNotFoundError(
-        f"{path} is not a student version of any notebook in {project_root() / 'notebooks'}: no notebook "
+        f"{path} is not a student version of any notebook in {runtime.project_root() / 'notebooks'}: no notebook "
         f"there has its name or its exercises. Keep the released file name (e.g. 01_baseline.ipynb).")
 
 
