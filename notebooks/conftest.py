@@ -5,7 +5,7 @@ again for the same answer.
 For every notebook nbval runs, the session's config gets, under `course_nbval_runs[<resolved path>]`:
   * `source`: the notebook as read, and `cells`: for each code cell nbval ran (numbered from 0 among
     the code cells), its outputs and its start and end times, which
-    `helpers.grading.executed_notebook(source, cells)` turns into the executed notebook;
+    `helpers.course.grading.executed_notebook(source, cells)` turns into the executed notebook;
   * `n_code`: the number of code cells (nbval ran them all when `len(cells) == n_code`);
   * `broken`: a cell nbval could not run to the end without an error output to show for it (a dead
     kernel, a timeout, a skip): that execution cannot be graded, and is not reused;
