@@ -42,6 +42,12 @@ def pytest_configure(config):
     config.course_nbval_runs = {}
 
 
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _nbval_cell(item):
+            item.add_marker("notebooks")   # the layer of tests that execute a notebook (tests/conftest.py)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     """Before nbval starts a notebook's kernel (in its first cell's setup): a fresh output folder."""

@@ -49,3 +49,46 @@ def tiny_data():
     images = torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=g)
     labels = torch.arange(4).repeat_interleave(6)
     return data.ImageData(images=images, labels=labels, classes=("a", "b", "c", "d"), name="toy", split="train")
+
+
+# ----------------------------------------------------------------------------- layers
+# Every test is in one layer, by its module unless named below; run a layer with `-m`, e.g. the developers'
+# quick run `python -m pytest -m "not notebooks"` (minutes), or `-m oracle`.
+#   unit       one function or class against what it must do
+#   oracle     the course's code against an independent library or a brute-force loop
+#   io         files, downloads and data on disk (a server on 127.0.0.1 for the hosts)
+#   notebooks  executes a notebook in a kernel: the course's (nbval, grading, the no-learning sabotage, the
+#              budgets) or a small one made by the test
+LAYERS = {
+    "oracle": {"test_losses", "test_embedding_metrics", "test_cam", "test_augment"},
+    "io": {"test_download", "test_data", "test_checkpoints"},
+    "notebooks": {"test_notebooks_learn", "test_budget_notebooks"},
+}
+EXECUTE_A_NOTEBOOK = {   # in modules of other layers
+    "test_grading": {"test_grade_restores_the_hidden_tests_and_the_instructors_test_cells",
+                     "test_a_failing_exercise_does_not_stop_the_grading_of_the_next", "test_a_copied_test_cell_counts_once",
+                     "test_other_correct_answers_get_full_points_in_a_kernel",
+                     "test_a_kernel_that_dies_scores_what_did_not_run_zero", "test_a_deleted_test_cell_scores_nothing",
+                     "test_nbvals_execution_is_kept_and_can_be_graded_without_running_again",
+                     "test_a_hanging_or_crashing_test_scores_zero_and_the_rest_is_graded",
+                     "test_the_instructors_version_gets_full_points",
+                     "test_the_blank_release_fails_exactly_the_test_cells_and_scores_zero",
+                     "test_a_rerun_repeats_every_results_record"},
+    "test_viz_and_course": {"test_course_runner_executes_notebooks_and_gathers_their_results",
+                            "test_a_small_run_is_stored_in_the_notebook_without_machine_paths_and_only_for_the_code_that_ran"},
+    "test_rehearse": {"test_the_probe_records_every_cells_time_and_memory_and_a_failure",
+                      "test_the_full_profile_rehearses_within_colabs_memory"},
+}
+
+
+def layer(module: str, function: str) -> str:
+    if function in EXECUTE_A_NOTEBOOK.get(module, ()):
+        return "notebooks"
+    return next((name for name, modules in LAYERS.items() if module in modules), "unit")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        if module.startswith("test_"):
+            item.add_marker(layer(module, item.originalname))

@@ -39,7 +39,8 @@ def test_the_exercise_table_is_generated_from_the_notebooks():
 def test_the_readme_is_a_front_door_without_figures_of_runs():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.encode()) <= 11_000, "the README is a front door: move details to docs/ or data/README.md"
-    assert not re.findall(r"\d+\.\d+ ?%|\d+(\.\d+)? min(utes)?\b", readme), "figures of runs live in RESULTS.md"
+    # a measured figure has decimals (61.40%, 15.9 min); limits and settings (60 T4-minutes, 20 minutes) do not
+    assert not re.findall(r"\d+\.\d+ ?(?:%|min)", readme), "figures of runs live in RESULTS.md"
     assert "COURSE_PROFILE=ci python -m pytest" in readme   # the test command CI runs
     for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme):
         assert (ROOT / link).exists(), f"the README links to {link}, which does not exist"

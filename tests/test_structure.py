@@ -115,3 +115,11 @@ def test_the_linter_passes():
     run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", str(ROOT)],
                          capture_output=True, text=True, cwd=ROOT)   # ruff: the test extra
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-1000:]
+
+
+def test_the_layer_table_names_tests_that_exist():
+    from conftest import EXECUTE_A_NOTEBOOK, LAYERS
+    for module, functions in EXECUTE_A_NOTEBOOK.items():
+        source = (ROOT / "tests" / f"{module}.py").read_text()
+        assert all(re.search(rf"^def {name}\(", source, re.M) for name in functions), module
+    assert all((ROOT / "tests" / f"{m}.py").exists() for modules in LAYERS.values() for m in modules)

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from .. import runtime
+from ..files import write_atomic
 from .notebooks import notebooks
 from .results import summary
 from .store import RUN_TIMES, run_note, stored_folder
@@ -111,6 +112,6 @@ def write() -> list[Path]:
         if text is None:
             text = with_exercise_table(file.read_text())
         if not file.exists() or file.read_text() != text:
-            file.write_text(text)
+            write_atomic(file, text)
             changed.append(file)
     return changed

@@ -175,11 +175,11 @@ def store(out_dir: Path, selected: list[str] | None = None) -> list[Path]:
         records = out_dir / "results" / f"{target.stem}.json"
         folder = stored_folder("small")
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / records.name).write_text(_scrub(records.read_text(), replacements))
+        write_atomic(folder / records.name, _scrub(records.read_text(), replacements))
         store_times = folder / RUN_TIMES
         kept = json.loads(store_times.read_text()) if store_times.exists() else {}
-        store_times.write_text(json.dumps({**kept, target.stem: run}, indent=1, sort_keys=True))
-        target.write_text(text)
+        write_atomic(store_times, json.dumps({**kept, target.stem: run}, indent=1, sort_keys=True))
+        write_atomic(target, text)   # a notebook is never left half written
         stored.append(target)
         print(f"stored {target.name}: {len(text.encode()) / 1e6:.2f} MB, small profile, {run['minutes']:.1f} min "
               f"on {run['device']} ({run['date']})")
