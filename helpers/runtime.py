@@ -127,7 +127,8 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def default_data_dir() -> Path:
@@ -167,6 +168,11 @@ def setup(seed: int = 0, *, profile: str | None = None, data_dir: str | Path | N
     deterministic = deterministic_requested() if deterministic is None else deterministic
     seed_everything(seed)
     device = pick_device()
+    if profile == "ci" and device.type == "cpu":
+        # One CPU thread: the ci profile's tiny convolutions gain little from a second one, and two threads
+        # sometimes never leave oneDNN's OpenMP region in a 1×1 convolution's weight gradient at these sizes
+        # (py-spy, 2026-11-24): a kernel that spins for good. One thread cannot wait for another.
+        torch.set_num_threads(1)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # cuBLAS's deterministic workspace
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
@@ -188,6 +194,7 @@ def setup(seed: int = 0, *, profile: str | None = None, data_dir: str | Path | N
     if verbose:
         print(f"device: {device_name(device)} | torch {torch.__version__} | torchvision "
               f"{torchvision.__version__} | profile: {profile} | data: {rt.data_dir} | seed: {seed}"
+
               + (" | deterministic kernels" if deterministic else ""))
         if rehearsal_batches() is not None and profile == "full":
             print(f"REHEARSAL of the full profile: every pass reads {rehearsal_batches()} batches and the counts marked "

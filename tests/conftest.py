@@ -1,8 +1,18 @@
 """Shared fixtures. Tests that read real images use COURSE_DATA_DIR (CI unpacks the data pack there)."""
 import dataclasses
+import os
 
-import pytest
-import torch
+# One CPU thread for this process and every kernel it starts: the session runs two things at once (the tests,
+# and tests/executions.py's notebooks beside them), one per core; a second thread each would only make them
+# fight for the cores (torch's threads slow down many times over when another process holds a core).
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import executions  # noqa: E402
+
+torch.set_num_threads(1)
 
 from helpers import data, download
 
@@ -92,3 +102,21 @@ def pytest_collection_modifyitems(items):
         module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
         if module.startswith("test_"):
             item.add_marker(layer(module, item.originalname))
+
+
+
+# ----------------------------------------------------------------------------- executions beside the session
+
+def pytest_collection_finish(session):
+    """Start the executions the collected tests will read (tests/executions.py), while nbval runs."""
+    for item in session.items:
+        module = getattr(getattr(item, "module", None), "__name__", "")
+        notebook = getattr(getattr(item, "callspec", None), "params", {}).get("notebook")
+        if module.endswith("test_grading") and "graded" in item.fixturenames and notebook is not None:
+            executions.submit_blank(notebook.stem)
+        elif module.endswith("test_budget_notebooks") and notebook is not None:
+            executions.submit_budget(notebook.stem)
+
+
+def pytest_sessionfinish(session):
+    executions.shutdown()

@@ -26,6 +26,7 @@ import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from sklearn.metrics import precision_score, recall_score
 
+import executions
 from helpers import cam, exercises, losses, models
 from helpers.course import grading, results
 from helpers.course.cli import main as course_main
@@ -785,26 +786,26 @@ def nbval_execution(config, notebook: Path):
 
 
 @pytest.fixture(scope="session")
-def graded(released, tmp_path_factory, request):
+def graded(tmp_path_factory, request):
     """Each notebook executed twice at the ci profile: the instructor's version and the blank release.
 
     The instructor's version is the notebook nbval executes: when nbval ran it in this session (pytest
-    runs `notebooks` first), that execution is graded instead of a second, identical one."""
+    runs `notebooks` first), that execution is graded instead of a second, identical one. The blank
+    releases are graded beside the session (tests/executions.py)."""
     runs = {}
     for notebook in NOTEBOOKS:
-        folder = tmp_path_factory.mktemp(notebook.stem)
         runs[notebook.stem] = {}
         shared = nbval_execution(request.config, notebook)
         if shared is not None:
             report = grading.score(shared.nb, grading.test_cells(shared.nb), name=notebook.name)
             runs[notebook.stem]["instructor"] = SimpleNamespace(report=report, out=shared.out, nb=shared.nb, shared=True)
-        for version, path in (("instructor", notebook), ("blank", released / notebook.name)):
-            if version in runs[notebook.stem]:
-                continue
-            out = folder / version
-            report = grading.grade(path, output_dir=out, executed=folder / f"{version}.ipynb")
-            runs[notebook.stem][version] = SimpleNamespace(report=report, out=out, shared=False,
-                                                           nb=nbformat.read(folder / f"{version}.ipynb", as_version=4))
+        else:
+            folder = tmp_path_factory.mktemp(notebook.stem)
+            report = grading.grade(notebook, output_dir=folder / "instructor", executed=folder / "instructor.ipynb")
+            runs[notebook.stem]["instructor"] = SimpleNamespace(
+                report=report, out=folder / "instructor", shared=False,
+                nb=nbformat.read(folder / "instructor.ipynb", as_version=4))
+        runs[notebook.stem]["blank"] = SimpleNamespace(**executions.result(("blank", notebook.stem)), shared=False)
     return runs
 
 

@@ -17,6 +17,7 @@ nbgrader is the `instructor` extra (`pip install -e ".[instructor]"`); students 
 """
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from pathlib import Path
 import nbformat
 
 from .. import runtime
-from ..runtime import environment
 from .notebooks import point_text
 
 STORED_NOTE = re.compile(r"\*\*Stored outputs\.\*\*[^\n]*(\n[^\n]+)*")   # `course store`'s paragraph
@@ -214,24 +214,25 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
 
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         out = Path(output_dir) if output_dir else Path(tmp)
-        with environment(COURSE_PROFILE="ci", COURSE_OUTPUT_DIR=str(out.resolve())):
-            # A cell past `timeout` is interrupted (a KeyboardInterrupt error in that cell) and the rest runs.
-            running: dict = {}   # the cell sent to the kernel last (recorded before the kernel sees it)
-            client = nbclient.NotebookClient(student, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                             interrupt_on_timeout=True,
-                                             on_cell_execute=lambda cell, cell_index: running.update(cell=cell),
-                                             resources={"metadata": {"path": str(path.resolve().parent)}})
-            try:
-                client.execute()
-            except Exception as err:   # the kernel died: the cell it was running fails, later cells did not run
-                died = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-                cell = running.get("cell")
-                if cell is not None and not any(o.output_type == "error" for o in cell.outputs):
-                    cell.outputs.append(nbformat.v4.new_output(
-                        "error", ename=type(err).__name__, evalue="the kernel stopped while this cell ran",
-                        traceback=[]))
-            else:
-                died = ""
+        # the kernel's own environment (this process's is left alone: graders may run side by side)
+        env = {**os.environ, "COURSE_PROFILE": "ci", "COURSE_OUTPUT_DIR": str(out.resolve())}
+        # A cell past `timeout` is interrupted (a KeyboardInterrupt error in that cell) and the rest runs.
+        running: dict = {}   # the cell sent to the kernel last (recorded before the kernel sees it)
+        client = nbclient.NotebookClient(student, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                         interrupt_on_timeout=True,
+                                         on_cell_execute=lambda cell, cell_index: running.update(cell=cell),
+                                         resources={"metadata": {"path": str(path.resolve().parent)}})
+        try:
+            client.execute(env=env)
+        except Exception as err:   # the kernel died: the cell it was running fails, later cells did not run
+            died = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+            cell = running.get("cell")
+            if cell is not None and not any(o.output_type == "error" for o in cell.outputs):
+                cell.outputs.append(nbformat.v4.new_output(
+                    "error", ename=type(err).__name__, evalue="the kernel stopped while this cell ran",
+                    traceback=[]))
+        else:
+            died = ""
     if executed:
         nbformat.write(student, executed)
     return score(student, tests, name=path.name, notes=notes, died=died)

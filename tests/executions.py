@@ -1,0 +1,140 @@
+"""Notebook executions that run beside the test session, on the machine's second core.
+
+pytest executes the notebooks under nbval, then runs the tests, one thing at a time. Two sets of
+executions that tests only read afterwards run meanwhile in a background thread, one kernel at a time:
+every blank student release graded at the ci profile (tests/test_grading.py), and every notebook's full
+profile executed up to its budget cell (tests/test_budget_notebooks.py). Each kernel gets its own
+environment (nothing here touches this process's), and every kernel of the session has one CPU thread
+(tests/conftest.py), so the two streams of work never share a core. `tests/conftest.py` submits what the
+collected tests will read when collection ends; a test run on its own submits its execution itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+_pool: ThreadPoolExecutor | None = None
+_futures: dict[tuple, Future] = {}
+_folder: Path | None = None
+
+
+def folder() -> Path:
+    """A temporary folder for this session's executions (removed at the end of the session)."""
+    global _folder
+    if _folder is None:
+        _folder = Path(tempfile.mkdtemp(prefix="course-executions-"))
+    return _folder
+
+
+def submit(key: tuple, fn, *args, **kwargs) -> Future:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="course-executions")
+    if key not in _futures:
+        _futures[key] = _pool.submit(fn, *args, **kwargs)
+    return _futures[key]
+
+
+def result(key: tuple):
+    """What the execution `key` gave; it is submitted now if nothing submitted it before."""
+    if key not in _futures:
+        JOBS[key[0]](key[1])
+    return _futures[key].result()
+
+
+def shutdown() -> None:
+    global _pool, _folder
+    if _pool is not None:
+        _pool.shutdown(wait=True, cancel_futures=True)
+        _pool = None
+    if _folder is not None:
+        shutil.rmtree(_folder, ignore_errors=True)
+        _folder = None
+
+
+# ----------------------------------------------------------------------------- the blank student releases
+
+def _release() -> Path:
+    from helpers.course import grading
+    out = folder() / "release"
+    grading.release(out)
+    return out
+
+
+def _grade_blank(stem: str) -> dict:
+    from helpers.course import grading
+    released = submit(("release", ""), _release).result()
+    out = folder() / "blank" / stem
+    executed = out / "blank.ipynb"
+    out.mkdir(parents=True, exist_ok=True)
+    report = grading.grade(released / f"{stem}.ipynb", output_dir=out / "runs", executed=executed)
+    return {"report": report, "out": out / "runs", "nb": nbformat.read(executed, as_version=4)}
+
+
+def submit_blank(stem: str) -> Future:
+    return submit(("blank", stem), _grade_blank, stem)
+
+
+# ----------------------------------------------------------------------------- the full profiles' budgets
+
+NO_TIMING = '''
+from helpers.course import budget as _budget
+_report = _budget.Plan.report
+_budget.Plan.report = lambda self, device, **kwargs: _report(self, device, **{**kwargs, "measure": False})
+'''
+READ = ('import json; print("ESTIMATE=" + json.dumps({k: ESTIMATE[k] for k in ("pflop", "t4_minutes", "train_minutes", '
+        '"inference_minutes", "host_minutes")}))')
+
+
+def budget_cell(nb) -> int:
+    tagged = [i for i, c in enumerate(nb.cells) if "budget" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "a notebook needs exactly one cell tagged 'budget'"
+    return tagged[0]
+
+
+def _full_data() -> Path:
+    """The data a full profile loads, at full size: every dataset of the data pack, and STL-10's 100,000
+    unlabeled images made of the stand-in's, as a rehearsal has them."""
+    from helpers import runtime
+    from helpers.course import rehearse
+    return rehearse.offline_data(runtime.default_data_dir(), folder() / "full-data")
+
+
+def _budget(stem: str) -> dict:
+    """Execute the notebook at the full profile up to its budget cell (the device timing of training steps
+    switched off: a full-size step on this CPU would only cost time) and read ESTIMATE."""
+    import nbclient
+    data_dir = submit(("full-data", ""), _full_data).result()
+    notebook = ROOT / "notebooks" / f"{stem}.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    index = budget_cell(nb)
+    nb.cells = [new_code_cell(NO_TIMING)] + nb.cells[: index + 1] + [new_code_cell(READ)]
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_REHEARSAL"}
+    env.update(COURSE_PROFILE="full", COURSE_DATA_DIR=str(data_dir), COURSE_OUTPUT_DIR=str(folder() / "budget" / stem))
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(notebook.parent)}}).execute(env=env)
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    return {"estimate": json.loads(printed.split("ESTIMATE=", 1)[1]), "data_dir": data_dir}
+
+
+def submit_budget(stem: str) -> Future:
+    return submit(("budget", stem), _budget, stem)
+
+
+JOBS = {"blank": submit_blank, "budget": submit_budget}
+
+
+def first_training_cell(nb) -> int:
+    return next(i for i, c in enumerate(nb.cells)
+                if c.cell_type == "code" and re.search(r"\btrain\.fit\(|pretrain_tiny_imagenet\(", c.source))
