@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +28,17 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 _pool: ThreadPoolExecutor | None = None
 _futures: dict[tuple, Future] = {}
 _folder: Path | None = None
+_made: dict[str, object] = {}
+_making = threading.Lock()
+
+
+def once(name: str, make):
+    """`make()`'s result, made once per session (what several executions share: the release, the full data).
+    Called from inside a job: a job that queued another behind itself on the one worker would wait for good."""
+    with _making:
+        if name not in _made:
+            _made[name] = make()
+        return _made[name]
 
 
 def folder() -> Path:
@@ -61,6 +73,7 @@ def shutdown() -> None:
     if _folder is not None:
         shutil.rmtree(_folder, ignore_errors=True)
         _folder = None
+    _made.clear()
 
 
 # ----------------------------------------------------------------------------- the blank student releases
@@ -74,7 +87,7 @@ def _release() -> Path:
 
 def _grade_blank(stem: str) -> dict:
     from helpers.course import grading
-    released = submit(("release", ""), _release).result()
+    released = once("release", _release)
     out = folder() / "blank" / stem
     executed = out / "blank.ipynb"
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +128,7 @@ def _budget(stem: str) -> dict:
     """Execute the notebook at the full profile up to its budget cell (the device timing of training steps
     switched off: a full-size step on this CPU would only cost time) and read ESTIMATE."""
     import nbclient
-    data_dir = submit(("full-data", ""), _full_data).result()
+    data_dir = once("full-data", _full_data)
     notebook = ROOT / "notebooks" / f"{stem}.ipynb"
     nb = nbformat.read(notebook, as_version=4)
     index = budget_cell(nb)
