@@ -97,11 +97,21 @@ def layer(module: str, function: str) -> str:
     return next((name for name, modules in LAYERS.items() if module in modules), "unit")
 
 
+def reads_an_execution(item) -> bool:
+    """Whether a test reads what tests/executions.py runs beside the session."""
+    module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+    notebook = getattr(getattr(item, "callspec", None), "params", {}).get("notebook")
+    return notebook is not None and (module in ("test_budget_notebooks", "test_notebooks_learn")
+                                     or (module == "test_grading" and "graded" in item.fixturenames))
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
         if module.startswith("test_"):
             item.add_marker(layer(module, item.originalname))
+    # the tests that read the executions beside the session go last, so that the rest runs meanwhile
+    items.sort(key=reads_an_execution)
 
 
 
@@ -109,13 +119,10 @@ def pytest_collection_modifyitems(items):
 
 def pytest_collection_finish(session):
     """Start the executions the collected tests will read (tests/executions.py), while nbval runs."""
-    for item in session.items:
-        module = getattr(getattr(item, "module", None), "__name__", "")
-        notebook = getattr(getattr(item, "callspec", None), "params", {}).get("notebook")
-        if module.endswith("test_grading") and "graded" in item.fixturenames and notebook is not None:
-            executions.submit_blank(notebook.stem)
-        elif module.endswith("test_budget_notebooks") and notebook is not None:
-            executions.submit_budget(notebook.stem)
+    for item in filter(reads_an_execution, session.items):   # in the order the tests will read them
+        module, stem = item.module.__name__.rsplit(".", 1)[-1], item.callspec.params["notebook"].stem
+        {"test_budget_notebooks": executions.submit_budget, "test_grading": executions.submit_blank,
+         "test_notebooks_learn": executions.submit_sabotaged}[module](stem)
 
 
 def pytest_sessionfinish(session):

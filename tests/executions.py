@@ -2,8 +2,9 @@
 
 pytest executes the notebooks under nbval, then runs the tests, one thing at a time. Two sets of
 executions that tests only read afterwards run meanwhile in a background thread, one kernel at a time:
-every blank student release graded at the ci profile (tests/test_grading.py), and every notebook's full
-profile executed up to its budget cell (tests/test_budget_notebooks.py). Each kernel gets its own
+every notebook's full profile executed up to its budget cell (tests/test_budget_notebooks.py), every
+blank student release graded at the ci profile (tests/test_grading.py), and every notebook run with no
+gradient reaching its optimizers (tests/test_notebooks_learn.py). Each kernel gets its own
 environment (nothing here touches this process's), and every kernel of the session has one CPU thread
 (tests/conftest.py), so the two streams of work never share a core. `tests/conftest.py` submits what the
 collected tests will read when collection ends; a test run on its own submits its execution itself.
@@ -145,7 +146,44 @@ def submit_budget(stem: str) -> Future:
     return submit(("budget", stem), _budget, stem)
 
 
-JOBS = {"blank": submit_blank, "budget": submit_budget}
+# ----------------------------------------------------------------------------- the no-learning sabotage
+
+SABOTAGE = '''
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+def _no_learning(optimizer, args, kwargs):   # test_notebooks_learn: no gradient reaches any optimizer
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
+
+_sabotage = register_optimizer_step_pre_hook(_no_learning)
+'''
+
+
+def _sabotaged(stem: str) -> dict:
+    """Execute the notebook at the ci profile with every gradient cut off before each optimizer step; the
+    error that stopped it (its ename and message), or no error at all."""
+    import nbclient
+    notebook = ROOT / "notebooks" / f"{stem}.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.insert(0, new_code_cell(SABOTAGE))
+    env = {**os.environ, "COURSE_PROFILE": "ci", "COURSE_OUTPUT_DIR": str(folder() / "sabotage" / stem)}
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(notebook.parent)}})
+    try:
+        client.execute(env=env)
+    except nbclient.exceptions.CellExecutionError as err:
+        return {"ename": err.ename, "error": str(err)[-2000:]}
+    except Exception as err:   # a timeout, a dead kernel: said as it is
+        return {"ename": type(err).__name__, "error": str(err)[-2000:]}
+    return {"ename": None, "error": ""}
+
+
+def submit_sabotaged(stem: str) -> Future:
+    return submit(("sabotaged", stem), _sabotaged, stem)
+
+
+JOBS = {"blank": submit_blank, "budget": submit_budget, "sabotaged": submit_sabotaged}
 
 
 def first_training_cell(nb) -> int:

@@ -226,13 +226,13 @@ def test_a_download_is_reported_apart_and_the_decoding_counted(capsys):
 
 
 def test_the_download_clock_counts_transfers_only(tmp_path, monkeypatch):
-    from helpers import download
+    from helpers import download, images
     before = data.download_seconds()
     monkeypatch.setattr(download, "_download_resumable", lambda *a, **k: time.sleep(0.2) or 1)
     monkeypatch.setattr(download, "check_archive", lambda *a: None)
     monkeypatch.setattr(download, "read_torchvision", lambda *a: None)
     monkeypatch.setattr("torchvision.datasets.utils.extract_archive", lambda *a: time.sleep(0.3))
-    monkeypatch.setattr(download._data, "mark_origin", lambda *a: None)
+    monkeypatch.setattr(images, "mark_origin", lambda *a: None)
     source = download.SOURCES["cifar10"][-1]
     download._from_official(source, "cifar10", "train", tmp_path)
     assert 0.2 <= data.download_seconds() - before < 0.3

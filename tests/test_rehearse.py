@@ -14,7 +14,7 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import data, loader, runtime, train
+from helpers import data, images, loader, runtime, train
 from helpers.course import rehearse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +103,7 @@ def test_offline_data_gives_stl10_its_full_size_from_the_stand_in_and_says_so(tm
     assert (target / "cifar10").resolve() == (source / "cifar10").resolve()
     assert len(list((target / "stl10" / "unlabeled").iterdir())) == 7
     assert "NOT STL-10" in data.read_origin(target / "stl10")
-    monkeypatch.setattr(data, "_decode", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    monkeypatch.setattr(images, "decode", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
     unlabeled = data.load("stl10", "unlabeled", target, verbose=False)   # from the cache written for the links
     standin = data.load("stl10", "unlabeled", source, folder="stl10-standin", verbose=False)
     assert torch.equal(unlabeled.images, standin.images[torch.arange(7) % 3]) and (unlabeled.labels == -1).all()

@@ -31,7 +31,7 @@ def test_tiny_imagenet_pretraining_saves_a_loadable_resnet18(pretrained):
 
 def test_a_finished_pretraining_is_reused_not_repeated(pretrained, data_dir, monkeypatch):
     out, weights = pretrained
-    monkeypatch.setattr(train, "_train_one_epoch", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: pytest.fail("trained again"))
     again = transfer.pretrain_tiny_imagenet(data_dir=data_dir, output_dir=out, device="cpu", **RECIPE)
     assert again.details == weights.details and again.classes == weights.classes
     for key, value in weights.state_dict.items():
@@ -41,8 +41,8 @@ def test_a_finished_pretraining_is_reused_not_repeated(pretrained, data_dir, mon
 def test_a_changed_recipe_pretrains_anew_beside_the_old_one(pretrained, data_dir, monkeypatch):
     out, weights = pretrained
     epochs_trained = []
-    real = train._train_one_epoch
-    monkeypatch.setattr(train, "_train_one_epoch", lambda *a, **k: epochs_trained.append(1) or real(*a, **k))
+    real = train.train_one_epoch
+    monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: epochs_trained.append(1) or real(*a, **k))
     changed = transfer.pretrain_tiny_imagenet(data_dir=data_dir, output_dir=out, device="cpu",
                                               **{**RECIPE, "weight_decay": 1e-3})
     assert epochs_trained == [1] and len(list(out.iterdir())) == 2
@@ -54,7 +54,7 @@ def test_falls_back_to_tiny_imagenet_when_imagenet_weights_cannot_be_had(pretrai
 
     def offline():
         raise RuntimeError("could not get torchvision's ImageNet ResNet-18 weights: URLError\nmore")
-    monkeypatch.setattr(models, "_imagenet_state_dict", offline)
+    monkeypatch.setattr(models, "imagenet_state_dict", offline)
     weights = transfer.pretrained_weights("imagenet", data_dir=data_dir, output_dir=out, device="cpu", **RECIPE)
     printed = capsys.readouterr().out
     assert "ImageNet weights are not available here" in printed and "Tiny ImageNet" in weights.name
@@ -66,7 +66,7 @@ def test_falls_back_to_tiny_imagenet_when_imagenet_weights_cannot_be_had(pretrai
 def test_imagenet_weights_when_available(monkeypatch):
     import torchvision
     state = torchvision.models.resnet18().state_dict()
-    monkeypatch.setattr(models, "_imagenet_state_dict", lambda: state)
+    monkeypatch.setattr(models, "imagenet_state_dict", lambda: state)
     weights = transfer.pretrained_weights("imagenet")
     assert weights.image_size == 224 and len(weights.classes) == 1000 and weights.mean == (0.485, 0.456, 0.406)
     assert weights.state_dict is state
