@@ -26,6 +26,10 @@ from nbformat.v4 import new_code_cell
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
+# The environment every execution starts from: this process's when the session began. Read later, from the
+# background thread, it could hold a value a test has set for itself meanwhile (monkeypatch.setenv).
+ENV = dict(os.environ)
+
 _pool: ThreadPoolExecutor | None = None
 _futures: dict[tuple, Future] = {}
 _folder: Path | None = None
@@ -79,6 +83,12 @@ def shutdown() -> None:
 
 # ----------------------------------------------------------------------------- the blank student releases
 
+def release() -> Path:
+    """The student versions, written once (tests/conftest.py writes them before any test runs: a test may point
+    the course's root elsewhere for a while)."""
+    return once("release", _release)
+
+
 def _release() -> Path:
     from helpers.course import grading
     out = folder() / "release"
@@ -88,11 +98,12 @@ def _release() -> Path:
 
 def _grade_blank(stem: str) -> dict:
     from helpers.course import grading
-    released = once("release", _release)
+    released = release()
     out = folder() / "blank" / stem
     executed = out / "blank.ipynb"
     out.mkdir(parents=True, exist_ok=True)
-    report = grading.grade(released / f"{stem}.ipynb", output_dir=out / "runs", executed=executed)
+    report = grading.grade(released / f"{stem}.ipynb", instructor=ROOT / "notebooks" / f"{stem}.ipynb",
+                           output_dir=out / "runs", executed=executed, env=ENV)
     return {"report": report, "out": out / "runs", "nb": nbformat.read(executed, as_version=4)}
 
 
@@ -120,9 +131,8 @@ def budget_cell(nb) -> int:
 def _full_data() -> Path:
     """The data a full profile loads, at full size: every dataset of the data pack, and STL-10's 100,000
     unlabeled images made of the stand-in's, as a rehearsal has them."""
-    from helpers import runtime
     from helpers.course import rehearse
-    return rehearse.offline_data(runtime.default_data_dir(), folder() / "full-data")
+    return rehearse.offline_data(Path(ENV.get("COURSE_DATA_DIR") or ROOT / "data"), folder() / "full-data")
 
 
 def _budget(stem: str) -> dict:
@@ -134,7 +144,7 @@ def _budget(stem: str) -> dict:
     nb = nbformat.read(notebook, as_version=4)
     index = budget_cell(nb)
     nb.cells = [new_code_cell(NO_TIMING)] + nb.cells[: index + 1] + [new_code_cell(READ)]
-    env = {k: v for k, v in os.environ.items() if k != "COURSE_REHEARSAL"}
+    env = {k: v for k, v in ENV.items() if k != "COURSE_REHEARSAL"}
     env.update(COURSE_PROFILE="full", COURSE_DATA_DIR=str(data_dir), COURSE_OUTPUT_DIR=str(folder() / "budget" / stem))
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(notebook.parent)}}).execute(env=env)
@@ -167,7 +177,7 @@ def _sabotaged(stem: str) -> dict:
     notebook = ROOT / "notebooks" / f"{stem}.ipynb"
     nb = nbformat.read(notebook, as_version=4)
     nb.cells.insert(0, new_code_cell(SABOTAGE))
-    env = {**os.environ, "COURSE_PROFILE": "ci", "COURSE_OUTPUT_DIR": str(folder() / "sabotage" / stem)}
+    env = {**ENV, "COURSE_PROFILE": "ci", "COURSE_OUTPUT_DIR": str(folder() / "sabotage" / stem)}
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(notebook.parent)}})
     try:

@@ -182,13 +182,15 @@ def _error_text(cell) -> str:
 
 
 def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout: int | None = 600,
-          output_dir: str | Path | None = None, executed: str | Path | None = None) -> Report:
+          output_dir: str | Path | None = None, executed: str | Path | None = None,
+          env: dict[str, str] | None = None) -> Report:
     """Grade a student's notebook: restore the instructor's test cells (hidden tests included), run
     every cell at the ci profile on this machine, going on after errors, and score each test cell.
 
     instructor: the instructor notebook it was released from (default: the one in `notebooks/` of the
     same name). output_dir: where the run's checkpoints and results go (default: a temporary folder
-    that is then removed). executed: also write the executed notebook there, for the student's feedback."""
+    that is then removed). executed: also write the executed notebook there, for the student's feedback.
+    env: the environment the kernel starts from (default: this process's, as it is now)."""
     import nbclient
 
     _nbgrader()   # fails early, with the install hint, when nbgrader is missing
@@ -215,7 +217,7 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         out = Path(output_dir) if output_dir else Path(tmp)
         # the kernel's own environment (this process's is left alone: graders may run side by side)
-        env = {**os.environ, "COURSE_PROFILE": "ci", "COURSE_OUTPUT_DIR": str(out.resolve())}
+        env = {**(os.environ if env is None else env), "COURSE_PROFILE": "ci", "COURSE_OUTPUT_DIR": str(out.resolve())}
         # A cell past `timeout` is interrupted (a KeyboardInterrupt error in that cell) and the rest runs.
         running: dict = {}   # the cell sent to the kernel last (recorded before the kernel sees it)
         client = nbclient.NotebookClient(student, timeout=timeout, kernel_name="python3", allow_errors=True,
