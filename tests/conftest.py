@@ -119,13 +119,7 @@ def pytest_collection_modifyitems(items):
 
 def pytest_collection_finish(session):
     """Start the executions the collected tests will read (tests/executions.py), while nbval runs."""
-    reading = [item for item in session.items if reads_an_execution(item)]
-    if any(item.module.__name__.endswith("test_grading") for item in reading):
-        try:
-            executions.release()
-        except ModuleNotFoundError:   # no nbgrader (the instructor extra): the grading tests say so when they read
-            pass
-    for item in reading:   # in the order the tests will read them
+    for item in filter(reads_an_execution, session.items):   # in the order the tests will read them
         module, stem = item.module.__name__.rsplit(".", 1)[-1], item.callspec.params["notebook"].stem
         {"test_budget_notebooks": executions.submit_budget, "test_grading": executions.submit_blank,
          "test_notebooks_learn": executions.submit_sabotaged}[module](stem)

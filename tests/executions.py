@@ -1,12 +1,13 @@
-"""Notebook executions that run beside the test session, on the machine's second core.
+"""Notebook executions that run beside the test session, on the machine's second core, in a process of their own.
 
 pytest executes the notebooks under nbval, then runs the tests, one thing at a time. Two sets of
 executions that tests only read afterwards run meanwhile in a background thread, one kernel at a time:
 every notebook's full profile executed up to its budget cell (tests/test_budget_notebooks.py), every
 blank student release graded at the ci profile (tests/test_grading.py), and every notebook run with no
-gradient reaching its optimizers (tests/test_notebooks_learn.py). Each kernel gets its own
-environment (nothing here touches this process's), and every kernel of the session has one CPU thread
-(tests/conftest.py), so the two streams of work never share a core. `tests/conftest.py` submits what the
+gradient reaching its optimizers (tests/test_notebooks_learn.py). They run in a worker process, so that
+nothing a test patches in this one for a while (the environment, the course's root, a module's function)
+reaches them, and each kernel starts from the environment the session began with. Every kernel of the
+session has one CPU thread (tests/conftest.py), so the two streams of work never share a core. `tests/conftest.py` submits what the
 collected tests will read when collection ends; a test run on its own submits its execution itself.
 """
 from __future__ import annotations
@@ -17,7 +18,8 @@ import re
 import shutil
 import tempfile
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -30,7 +32,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # background thread, it could hold a value a test has set for itself meanwhile (monkeypatch.setenv).
 ENV = dict(os.environ)
 
-_pool: ThreadPoolExecutor | None = None
+_pool: ProcessPoolExecutor | None = None
 _futures: dict[tuple, Future] = {}
 _folder: Path | None = None
 _made: dict[str, object] = {}
@@ -47,17 +49,24 @@ def once(name: str, make):
 
 
 def folder() -> Path:
-    """A temporary folder for this session's executions (removed at the end of the session)."""
+    """A temporary folder for this session's executions (removed at the end of the session); the worker
+    process is told which (COURSE_EXECUTIONS_FOLDER)."""
     global _folder
     if _folder is None:
-        _folder = Path(tempfile.mkdtemp(prefix="course-executions-"))
+        given = os.environ.get("COURSE_EXECUTIONS_FOLDER")
+        _folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="course-executions-"))
     return _folder
+
+
+def _start_worker(base: str) -> None:
+    os.environ["COURSE_EXECUTIONS_FOLDER"] = base
 
 
 def submit(key: tuple, fn, *args, **kwargs) -> Future:
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="course-executions")
+    if _pool is None:   # spawned, not forked: this process holds torch's threads and the tests' patches
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_start_worker, initargs=(str(folder()),))
     if key not in _futures:
         _futures[key] = _pool.submit(fn, *args, **kwargs)
     return _futures[key]
@@ -84,8 +93,7 @@ def shutdown() -> None:
 # ----------------------------------------------------------------------------- the blank student releases
 
 def release() -> Path:
-    """The student versions, written once (tests/conftest.py writes them before any test runs: a test may point
-    the course's root elsewhere for a while)."""
+    """The student versions, written once (in the worker)."""
     return once("release", _release)
 
 
