@@ -63,10 +63,10 @@ def exercises() -> list[dict]:
 def exercise_table() -> str:
     rows = ["| notebook | exercise | answer | points | what its autograded test compares the answer with |",
             "|---|---|---|---|---|"]
+    listed = exercises()
     rows += [f"| [{e['notebook'][:2]}](../notebooks/{e['notebook']}) | {e['exercise']} | `{e['function']}` | "
-             f"{e['points']} | {e['test']} |" for e in exercises()]
-    total = sum(e["points"] for e in exercises())
-    return "\n".join(rows) + f"\n\n{len(exercises())} exercises, {total} points in all."
+             f"{e['points']} | {e['test']} |" for e in listed]
+    return "\n".join(rows) + f"\n\n{len(listed)} exercises, {sum(e['points'] for e in listed)} points in all."
 
 
 def with_exercise_table(text: str) -> str:

@@ -86,12 +86,14 @@ def clean_outputs(outputs: list[dict]) -> list[dict]:
 
 # ---- Stored outputs: a small-profile run kept in the notebooks, so readers see results without running --------
 
-def stored_folder(profile: str = "small") -> Path:
-    """Where the stored runs' records are kept: notebooks/results/<profile>/<notebook>.json."""
-    return runtime.project_root() / "notebooks" / "results" / profile
 MAX_NOTEBOOK_BYTES = 2_000_000
 _ABSOLUTE = re.compile(r"(?<![\w.~$])/(?:root|home|Users|tmp|work|content|mnt|var|opt|private|srv|data)/[^\s'\")]*")
 STORED_NOTE = "**Stored outputs.**"
+
+
+def stored_folder(profile: str = "small") -> Path:
+    """Where the stored runs' records are kept: notebooks/results/<profile>/<notebook>.json."""
+    return runtime.project_root() / "notebooks" / "results" / profile
 
 
 def _scrub(text: str, replacements: dict[str, str]) -> str:
