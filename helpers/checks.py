@@ -110,6 +110,7 @@ def direction(claim: str, better: list[float], worse: list[float], *, n: int, fa
     verdict = ("shown" if holds else "REVERSED") if asserted else (
         f"not asserted: one seed, spread unknown; {way}" if seeds < 2 else
         f"not asserted: within noise (margin < {factor:g}× spread); {way}" if not clear
+        else f"{way} clearly; not asserted in a rehearsal" if assert_clear
         else f"{way} clearly; an open question of the lesson, not asserted")
     if verbose:
         print(f"{claim}: {mean_better:.2%} vs {mean_worse:.2%}, margin {margin:+.2%}, seed spread {spread:.2%} "

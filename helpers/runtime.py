@@ -194,7 +194,6 @@ def setup(seed: int = 0, *, profile: str | None = None, data_dir: str | Path | N
     if verbose:
         print(f"device: {device_name(device)} | torch {torch.__version__} | torchvision "
               f"{torchvision.__version__} | profile: {profile} | data: {rt.data_dir} | seed: {seed}"
-
               + (" | deterministic kernels" if deterministic else ""))
         if rehearsal_batches() is not None and profile == "full":
             print(f"REHEARSAL of the full profile: every pass reads {rehearsal_batches()} batches and the counts marked "

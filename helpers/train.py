@@ -257,7 +257,7 @@ def _describe(batches) -> str:
 
 
 def train_one_epoch(model: torch.nn.Module, batches, optimizer: torch.optim.Optimizer, *, step=None,
-                    scheduler=None, scheduler_interval: str = "epoch", scaler=None, amp_dtype=None,
+                    scheduler=None, scheduler_interval: str | None = None, scaler=None, amp_dtype=None,
                     channels_last: bool = False, grad_clip: float | None = None, steps: int | None = None,
                     epoch: int = 0, epochs: int | None = None, run_model=None, progress: bool = True,
                     log_every: int = 20, last_good=None) -> dict:
@@ -271,7 +271,8 @@ def train_one_epoch(model: torch.nn.Module, batches, optimizer: torch.optim.Opti
     run_model = model if run_model is None else run_model
     device = next(model.parameters()).device
     scaler = torch.amp.GradScaler(device.type, enabled=False) if scaler is None else scaler
-    steps = len(batches) if steps is None else steps
+    steps = _steps_per_epoch(batches) if steps is None else steps
+    scheduler_interval = _scheduler_interval(scheduler, scheduler_interval)
     check_every = 1 if device.type == "cpu" else log_every
     if hasattr(batches, "set_epoch"):
         batches.set_epoch(epoch)

@@ -119,6 +119,8 @@ def pytest_collection_modifyitems(items):
 
 def pytest_collection_finish(session):
     """Start the executions the collected tests will read (tests/executions.py), while nbval runs."""
+    if session.config.option.collectonly:
+        return
     for item in filter(reads_an_execution, session.items):   # in the order the tests will read them
         module, stem = item.module.__name__.rsplit(".", 1)[-1], item.callspec.params["notebook"].stem
         {"test_budget_notebooks": executions.submit_budget, "test_grading": executions.submit_blank,

@@ -1,7 +1,7 @@
 """Notebook executions that run beside the test session, on the machine's second core, in a process of their own.
 
-pytest executes the notebooks under nbval, then runs the tests, one thing at a time. Two sets of
-executions that tests only read afterwards run meanwhile in a background thread, one kernel at a time:
+pytest executes the notebooks under nbval, then runs the tests, one thing at a time. Three sets of
+executions that tests only read afterwards run meanwhile in a worker process, one kernel at a time:
 every notebook's full profile executed up to its budget cell (tests/test_budget_notebooks.py), every
 blank student release graded at the ci profile (tests/test_grading.py), and every notebook run with no
 gradient reaching its optimizers (tests/test_notebooks_learn.py). They run in a worker process, so that
@@ -28,13 +28,14 @@ from nbformat.v4 import new_code_cell
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
-# The environment every execution starts from: this process's when the session began. Read later, from the
-# background thread, it could hold a value a test has set for itself meanwhile (monkeypatch.setenv).
+# The environment every execution starts from: this process's when the session began (the worker is handed
+# this copy: read later, it could hold a value a test has set for itself meanwhile with monkeypatch.setenv).
 ENV = dict(os.environ)
 
 _pool: ProcessPoolExecutor | None = None
 _futures: dict[tuple, Future] = {}
 _folder: Path | None = None
+_own_folder = False   # made here (mkdtemp), so removed here at the end
 _made: dict[str, object] = {}
 _making = threading.Lock()
 
@@ -51,22 +52,24 @@ def once(name: str, make):
 def folder() -> Path:
     """A temporary folder for this session's executions (removed at the end of the session); the worker
     process is told which (COURSE_EXECUTIONS_FOLDER)."""
-    global _folder
+    global _folder, _own_folder
     if _folder is None:
         given = os.environ.get("COURSE_EXECUTIONS_FOLDER")
-        _folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="course-executions-"))
+        _folder, _own_folder = (Path(given), False) if given else (Path(tempfile.mkdtemp(prefix="course-executions-")), True)
     return _folder
 
 
-def _start_worker(base: str) -> None:
+def _start_worker(base: str, env: dict[str, str]) -> None:
     os.environ["COURSE_EXECUTIONS_FOLDER"] = base
+    ENV.clear()
+    ENV.update(env)
 
 
 def submit(key: tuple, fn, *args, **kwargs) -> Future:
     global _pool
     if _pool is None:   # spawned, not forked: this process holds torch's threads and the tests' patches
         _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_start_worker, initargs=(str(folder()),))
+                                    initializer=_start_worker, initargs=(str(folder()), ENV))
     if key not in _futures:
         _futures[key] = _pool.submit(fn, *args, **kwargs)
     return _futures[key]
@@ -84,9 +87,9 @@ def shutdown() -> None:
     if _pool is not None:
         _pool.shutdown(wait=True, cancel_futures=True)
         _pool = None
-    if _folder is not None:
+    if _folder is not None and _own_folder:
         shutil.rmtree(_folder, ignore_errors=True)
-        _folder = None
+    _folder = None
     _made.clear()
 
 

@@ -86,6 +86,16 @@ def test_a_run_that_reused_finished_runs_keeps_the_minutes_of_the_one_that_train
     assert "cold" not in retrained and "reusing" not in store.run_note(retrained)
     other = store.record_run_time(tmp_path, "01_x", profile="ci", ok=True, seconds=40, trained=False)
     assert "cold" not in other                                     # another profile's minutes are not this one's
+    reuse = store.record_run_time(tmp_path, "02_y", profile="small", ok=True, seconds=30, trained=False)
+    again = store.record_run_time(tmp_path, "02_y", profile="small", ok=True, seconds=30, trained=False)
+    assert "cold" not in reuse and "cold" not in again             # minutes of reuse never pass for the training's
+
+
+def test_a_run_that_wrote_a_checkpoint_trained_even_without_a_printed_log(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    before = store.checkpoint_times(tmp_path)
+    (tmp_path / "checkpoints" / "run-abc.pt").write_bytes(b"x")
+    assert store.checkpoint_times(tmp_path) != before and store.checkpoint_times(tmp_path) == store.checkpoint_times(tmp_path)
 
 
 def test_what_counts_as_training_and_what_a_stored_output_keeps():

@@ -481,3 +481,7 @@ def test_one_epoch_trains_alone_with_the_defaults(tiny_data):
     record = train.train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
     assert record["epoch"] == 1 and record["images"] == 24 and np.isfinite(record["loss"]) and "accuracy" in record
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)   # a one-cycle schedule steps per batch, as in fit
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=len(batches))
+    train.train_one_epoch(model, batches, opt, scheduler=sched, progress=False)
+    assert sched.last_epoch == len(batches) == 3

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .. import runtime
 from ..train import autocast_dtype
 
 # ----------------------------------------------------------------------------- the T4 assumption
@@ -210,7 +211,7 @@ def _device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        return f"CPU ({torch.get_num_threads()} threads)"
+        return runtime.device_name(device)
     return device.type.upper()
 
 

@@ -26,7 +26,7 @@ from .. import runtime
 from ..runtime import PROFILES, environment
 from .notebooks import notebooks, point_links_at
 from .results import collect, markdown_table
-from .store import record_run_time, store, stored_folder, trained_anything
+from .store import checkpoint_times, record_run_time, store, stored_folder, trained_anything
 
 
 def execute(notebook: Path, out_dir: Path, timeout: int | None) -> tuple[bool, float, str]:
@@ -69,11 +69,12 @@ def _run(profile: str, out_dir: Path, selected: list[str] | None, timeout: int |
         # a notebook's records are its latest run's only: rows an earlier run wrote under names this run no
         # longer uses would otherwise sit beside them (and be stored with them)
         (out_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
+        written = checkpoint_times(out_dir)
         ok, seconds, error = execute(nb, out_dir, timeout)
         status.append({"notebook": nb.name, "status": "ok" if ok else f"FAILED: {error}", "seconds": seconds})
         print(f"  {'ok' if ok else 'FAILED'} in {seconds:.0f} s" + (f": {error}" if error else ""), flush=True)
         record_run_time(out_dir, nb.stem, profile=profile, ok=ok, seconds=seconds,
-                        trained=trained_anything(_read(out_dir / nb.name)))
+                        trained=trained_anything(_read(out_dir / nb.name)) or checkpoint_times(out_dir) != written)
     print(f"\nExecuted notebooks are in {out_dir}\n")
     print(markdown_table(status))
     print("\nResults (each row says what produced it):\n")

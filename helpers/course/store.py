@@ -26,10 +26,15 @@ TRAINED = re.compile(r"^epoch +\d+/\d+ \| loss", re.M)   # fit's line after an e
 
 
 def trained_anything(nb) -> bool:
-    """Whether an executed notebook trained an epoch itself, rather than reusing only finished runs from its
-    output folder."""
+    """Whether an executed notebook printed an epoch it trained itself (fit's log, with progress on)."""
     return any(TRAINED.search(output.get("text", "")) for cell in nb.cells if cell.cell_type == "code"
                for output in cell.get("outputs", []))
+
+
+def checkpoint_times(out_dir: Path) -> dict[str, float]:
+    """Every checkpoint file under `out_dir` and when it was written: a run that trains writes one (a finished
+    run is never written again), also where fit's log is switched off."""
+    return {str(p): p.stat().st_mtime for p in Path(out_dir).rglob("*.pt")}
 
 
 def record_run_time(out_dir: Path, notebook: str, *, profile: str, ok: bool, seconds: float,
@@ -41,9 +46,10 @@ def record_run_time(out_dir: Path, notebook: str, *, profile: str, ok: bool, sec
     times = json.loads(file.read_text()) if file.exists() else {}
     entry = {"profile": profile, "ok": ok, "minutes": round(seconds / 60, 1),
              "device": device_name(pick_device()), "date": datetime.now().astimezone().date().isoformat()}
+    entry["trained"] = trained
     before = times.get(notebook, {})
     last_cold = before.get("cold") or ({k: before[k] for k in ("minutes", "date")}
-                                       if before.get("ok") and before.get("profile") == profile else None)
+                                       if before.get("ok") and before.get("trained", True) else None)
     if not (trained and ok) and last_cold and before.get("profile") == profile:   # a failed run keeps it too
         entry["cold"] = last_cold
     times[notebook] = entry
