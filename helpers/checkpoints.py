@@ -3,7 +3,7 @@
 A run's *identity* is everything that decides its result and that the training loop can see: the
 model (architecture, initial weights and buffers, which parameters learn), the optimizer (class,
 every hyperparameter of every group, which parameters are in which group), the scheduler's settings,
-the step function (its code, the arguments bound to it, the globals it reads), the training batches
+the step function (its source text, the arguments bound to it, the globals it reads), the training batches
 (the data itself, batch size, augmentations, seed), the validation batches, the global RNG state, the
 precision, and anything extra the caller passes. `fit` derives it itself, so a notebook cannot forget
 a field: the checkpoint `runs/01_course.pt` is stored as `runs/01_course-<hash>.pt`, and a run whose
@@ -19,14 +19,17 @@ full-width network's 100 MB are not rewritten after every short epoch.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
 import functools
 import hashlib
+import inspect
 import json
 import os
 import pickle
 import tempfile
+import textwrap
 import types
 import weakref
 import zipfile
@@ -90,23 +93,53 @@ def _is_simple(value, depth: int = 0) -> bool:
     return False
 
 
-def _code(code: types.CodeType, globals_: dict, seen: set) -> dict:
-    """A function body: its bytecode, constants, and the simple globals it reads (a top-cell
-    hyperparameter such as MARGIN used inside a step function belongs to the run's identity)."""
-    h = hashlib.sha1(code.co_code)
-    nested = []
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            nested.append(_code(const, globals_, seen))
-        else:
+def _source(function: types.FunctionType) -> str | None:
+    """The function's source, dedented, without blank lines, comment lines or trailing spaces: text, which
+    survives a Python upgrade (bytecode does not); None where Python kept no source (code built by exec)."""
+    try:
+        lines, _ = inspect.getsourcelines(function)
+    except (OSError, TypeError):
+        return None
+    text = textwrap.dedent("".join(lines))
+    return "\n".join(line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _names_read(source: str | None, code: types.CodeType) -> list[str]:
+    """The names a function body reads and does not bind itself (its arguments, its assignments), in order of
+    first use; from the source's syntax tree, else (a lambda inside a longer line, no source) from the code object."""
+    try:
+        tree = ast.parse(source) if source is not None else None
+    except SyntaxError:
+        tree = None
+    if tree is None:
+        return list(dict.fromkeys(code.co_names))
+    bound = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    bound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    bound -= {name for g in ast.walk(tree) if isinstance(g, (ast.Global, ast.Nonlocal)) for name in g.names}
+    read = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+    return [name for name in dict.fromkeys(read) if name not in bound]
+
+
+def _code(function: types.FunctionType, seen: set) -> dict:
+    """A function body: its source text (nested functions and constants included) and the simple globals it
+    reads (a top-cell hyperparameter such as MARGIN used inside a step function belongs to the run's identity).
+    Where Python kept no source, its bytecode and constants stand in (they change with the Python version)."""
+    code, globals_ = function.__code__, function.__globals__
+    source = _source(function)
+    if source is not None:
+        body = {"source": hashlib.sha1(source.encode()).hexdigest()}
+    else:
+        h = hashlib.sha1(code.co_code)
+        for const in code.co_consts:
             h.update(repr(const).encode())
+        body = {"bytecode": h.hexdigest()}
     read = {}
-    for name in code.co_names:
+    for name in _names_read(source, code):
         if name in globals_ and name not in seen:
             value = globals_[name]
             if _is_simple(value) or isinstance(value, (torch.nn.Module, torch.Tensor)):
                 read[name] = fingerprint(value, seen=seen)
-    return {"code": h.hexdigest(), "names": list(code.co_names), "reads": read, "nested": nested}
+    return {**body, "reads": read}
 
 
 def fingerprint(obj, *, seen: set | None = None, depth: int = 0):
@@ -143,7 +176,7 @@ def fingerprint(obj, *, seen: set | None = None, depth: int = 0):
         return {"method": recurse(obj.__func__), "of": recurse(obj.__self__)}
     if isinstance(obj, types.FunctionType):
         closure = [c.cell_contents for c in obj.__closure__ or () if _cell_filled(c)]
-        return {"function": _qualname(obj), **_code(obj.__code__, obj.__globals__, seen),
+        return {"function": _qualname(obj), **_code(obj, seen),
                 "defaults": recurse(obj.__defaults__), "kwdefaults": recurse(obj.__kwdefaults__),
                 "closure": recurse(closure)}
     if isinstance(obj, (types.BuiltinFunctionType, type)):

@@ -61,3 +61,55 @@ def test_differences_name_the_changed_fields():
     old = {"optimizer": {"groups": [{"lr": 0.05, "momentum": 0.9}]}, "epochs": 2}
     new = {"optimizer": {"groups": [{"lr": 0.5, "momentum": 0.9}]}, "epochs": 2}
     assert checkpoints.differences(old, new) == ["optimizer.groups[0].lr: 0.05 -> 0.5"]
+
+
+STEP_SOURCE = '''
+LIMIT = 3
+
+
+def step(model, batch, *, smoothing=0.0):
+    assert smoothing < 1, "a smoothing of 1 leaves no signal"
+    return model(batch).mean() * (1 - smoothing) * LIMIT, {}
+'''
+
+
+def _load_step(path, optimize):
+    # the same file compiled two ways: optimize=2 drops the assert, so the bytecode differs (as after a Python upgrade)
+    module = {"__name__": "steps_module", "__file__": str(path)}
+    exec(compile(path.read_text(), str(path), "exec", optimize=optimize), module)
+    return module["step"]
+
+
+def test_the_identity_reads_the_source_not_the_bytecode(tmp_path):
+    path = tmp_path / "steps_module.py"
+    path.write_text(STEP_SOURCE)
+    plain, optimized = _load_step(path, 0), _load_step(path, 2)
+    assert plain.__code__.co_code != optimized.__code__.co_code
+    assert _digest(plain) == _digest(optimized)
+    # a comment or a blank line is not a change; code and the globals it reads are
+    commented = tmp_path / "commented.py"
+    commented.write_text(STEP_SOURCE.replace("    return", "    # scaled by LIMIT\n\n    return"))
+    assert _digest(_load_step(commented, 0)) == _digest(plain)
+    changed = tmp_path / "changed.py"
+    changed.write_text(STEP_SOURCE.replace(".mean()", ".sum()"))
+    assert _digest(_load_step(changed, 0)) != _digest(plain)
+    fewer = tmp_path / "fewer.py"
+    fewer.write_text(STEP_SOURCE.replace("LIMIT = 3", "LIMIT = 2"))
+    assert _digest(_load_step(fewer, 0)) != _digest(plain)
+
+
+def test_a_local_name_is_not_read_from_the_globals(monkeypatch):
+    def step(model, batch):
+        MARGIN = 1.0  # noqa: N806 (a local that shadows the module's MARGIN)
+        return MARGIN * model(batch).mean(), {}
+    before = _digest(step)
+    monkeypatch.setattr(sys.modules[__name__], "MARGIN", 0.5)
+    assert _digest(step) == before
+
+
+def test_a_function_without_source_still_has_an_identity():
+    namespace = {}
+    exec("def step(model, batch):\n    return model(batch).mean(), {}\n", namespace)   # no file: no source
+    identity = checkpoints.fingerprint(namespace["step"])
+    assert "bytecode" in identity and "source" not in identity
+    assert _digest(namespace["step"]) == _digest(namespace["step"])
