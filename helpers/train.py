@@ -146,29 +146,16 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
     scheduler_interval: "step" or "epoch"; default "step" for OneCycleLR and CyclicLR, else "epoch".
     config: anything else that decides the result and that fit cannot see (it joins the identity).
     """
-    if step is None:
-        step = partial(classification_step, label_smoothing=label_smoothing)
-    elif label_smoothing:
-        raise ValueError("label_smoothing applies to the default step; put it inside your own step instead")
+    step, evaluate_fn, channels_last, scheduler_interval, amp_dtype = _settings(
+        model, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last, scheduler_interval)
     if not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"epochs must be a positive whole number, not {epochs!r}")
     steps = _steps_per_epoch(train_batches)
-    evaluate_fn = evaluate_fn or evaluate
     device = next(model.parameters()).device
-    # NHWC: faster on tensor-core GPUs, and measured faster on this course's 2-core CI CPU too (38 vs 28 img/s)
-    channels_last = device.type in ("cuda", "cpu") if channels_last is None else channels_last
-    scheduler_interval = _scheduler_interval(scheduler, scheduler_interval)
-    amp_dtype = autocast_dtype(device, amp)
-    run = None
-    if checkpoint is not None:
-        run = checkpoints.Run.of(checkpoint, checkpoints.run_identity(
-            model=model, optimizer=checkpoints.optimizer_identity(optimizer, model), scheduler=scheduler and {
-                "type": type(scheduler).__qualname__, "state": scheduler.state_dict()},
-            step=step, train_batches=train_batches, val_batches=val_batches, evaluate_fn=evaluate_fn,
-            epochs=epochs, steps_per_epoch=steps, scheduler_interval=scheduler_interval,
-            precision=str(amp_dtype), tf32=device.type == "cuda" and amp_dtype is None and "off",
-            channels_last=channels_last, compile=compile, grad_clip=grad_clip, rng=torch.get_rng_state(),
-            config=config, **({} if rehearsal_batches() is None else {"rehearsal": rehearsal_batches()})))
+    run = None if checkpoint is None else run_of(
+        model, train_batches, epochs, optimizer, scheduler, checkpoint=checkpoint, step=step, val_batches=val_batches,
+        evaluate_fn=evaluate_fn, amp=amp, channels_last=channels_last, compile=compile,
+        scheduler_interval=scheduler_interval, grad_clip=grad_clip, config=config)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -199,6 +186,40 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
                     scheduler=scheduler.state_dict() if scheduler is not None else None)))
                 last_save = time.monotonic()
     return history
+
+
+def _settings(model, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last, scheduler_interval):
+    """fit's defaults filled in: (step, evaluate_fn, channels_last, scheduler_interval, autocast dtype)."""
+    if step is None:
+        step = partial(classification_step, label_smoothing=label_smoothing)
+    elif label_smoothing:
+        raise ValueError("label_smoothing applies to the default step; put it inside your own step instead")
+    device = next(model.parameters()).device
+    # NHWC: faster on tensor-core GPUs, and measured faster on this course's 2-core CI CPU too (38 vs 28 img/s)
+    channels_last = device.type in ("cuda", "cpu") if channels_last is None else channels_last
+    return (step, evaluate_fn or evaluate, channels_last, _scheduler_interval(scheduler, scheduler_interval),
+            autocast_dtype(device, amp))
+
+
+def run_of(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.optim.Optimizer, scheduler=None, *,
+           checkpoint: str | Path, step=None, val_batches=None, evaluate_fn=None, label_smoothing: float = 0.0,
+           amp: bool = True, channels_last: bool | None = None, compile: bool = False,
+           scheduler_interval: str | None = None, grad_clip: float | None = None,
+           config: dict | None = None) -> checkpoints.Run:
+    """The run that `fit` with the same arguments would resume or write (its identity, hash and file), without
+    training: `run_of(...).load()` is the state of a run of these very settings, or None. Call it right before
+    `fit`: the global RNG state belongs to the identity."""
+    step, evaluate_fn, channels_last, scheduler_interval, amp_dtype = _settings(
+        model, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last, scheduler_interval)
+    device = next(model.parameters()).device
+    return checkpoints.Run.of(checkpoint, checkpoints.run_identity(
+        model=model, optimizer=checkpoints.optimizer_identity(optimizer, model), scheduler=scheduler and {
+            "type": type(scheduler).__qualname__, "state": scheduler.state_dict()},
+        step=step, train_batches=train_batches, val_batches=val_batches, evaluate_fn=evaluate_fn,
+        epochs=epochs, steps_per_epoch=_steps_per_epoch(train_batches), scheduler_interval=scheduler_interval,
+        precision=str(amp_dtype), tf32=device.type == "cuda" and amp_dtype is None and "off",
+        channels_last=channels_last, compile=compile, grad_clip=grad_clip, rng=torch.get_rng_state(),
+        config=config, **({} if rehearsal_batches() is None else {"rehearsal": rehearsal_batches()})))
 
 
 def _steps_per_epoch(train_batches) -> int:

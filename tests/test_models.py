@@ -9,10 +9,10 @@ from helpers import models
 
 @pytest.mark.parametrize("kwargs, expected", [
     (dict(stem="cifar"), 11_173_962),
-    (dict(stem="imagenet"), 11_181_642),  # seed 002: torchvision resnet18 on CIFAR-10
-    (dict(stem="imagenet", in_channels=1, num_classes=200), 11_272_840),  # seed 001: grayscale Tiny ImageNet
-    (dict(stem="cifar", widths=(42, 84, 168, 336), dropout=0.15), 4_815_940),  # seed 004 "ResNet18"
-    (dict(stem="cifar", blocks=(1, 1, 1, 1)), 4_903_242),  # seed 004 "ResNetLarge"
+    (dict(stem="imagenet"), 11_181_642),  # report 002: torchvision resnet18 on CIFAR-10
+    (dict(stem="imagenet", in_channels=1, num_classes=200), 11_272_840),  # report 001: grayscale Tiny ImageNet
+    (dict(stem="cifar", widths=(42, 84, 168, 336), dropout=0.15), 4_815_940),  # report 004 "ResNet18"
+    (dict(stem="cifar", blocks=(1, 1, 1, 1)), 4_903_242),  # report 004 "ResNetLarge"
 ])
 def test_parameter_counts_match_the_seed_reports(kwargs, expected):
     assert models.count_params(models.resnet18(**kwargs)) == expected

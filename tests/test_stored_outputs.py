@@ -113,3 +113,18 @@ def test_what_counts_as_training_and_what_a_stored_output_keeps():
     kept = store.clean_outputs([bar, noise, terminal_bar, {"output_type": "stream", "name": "stdout", "text": "hi\n"}])
     assert kept == [{"output_type": "stream", "name": "stderr", "text": "warning: kept\n"},
                     {"output_type": "stream", "name": "stdout", "text": "hi\n"}]
+
+
+def test_the_stored_runs_share_their_recipes_runs_instead_of_training_them_again():
+    # a notebook that asks for another's run by its recipe loads that run: notebook 06's SimCLR encoder is notebook
+    # 05's (same recipe, same images), and 05 and 07 load the same Tiny ImageNet network (notebook 03's, which runs
+    # first in `course run --profile small`)
+    def outputs(stem):
+        return store.outputs_text(nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4))
+    simclr_06 = outputs("06_greedy_pretraining")
+    assert "SimCLR, 20 epochs on 15,000 images: loaded the finished run simclr-" in simclr_06
+    assert "SimCLR: notebook 05's run (20 epochs" in simclr_06 and "trained here" not in simclr_06
+    loaded = "this run finished before: weights and history from $COURSE_OUTPUT_DIR/pretrained/tiny-imagenet-resnet18-"
+    files = {stem: {line.split(loaded)[1][:12] for line in outputs(stem).splitlines() if loaded in line}
+             for stem in ("05_contrastive_stl10", "07_class_activation_maps")}
+    assert len(files["05_contrastive_stl10"]) == 1 and files["05_contrastive_stl10"] <= files["07_class_activation_maps"], files

@@ -11,7 +11,7 @@ has 2 CPU cores, as this course's build machine) and one for the device at hand,
 real steps.
 
     plan = budget.Plan("02_augmentation")
-    plan.add("seed 002 rows", lambda: models.resnet18(), images=5 * 60 * 50_000, size=32)
+    plan.add("report 002 rows", lambda: models.resnet18(), images=5 * 60 * 50_000, size=32)
     plan.add_inference("test accuracy after every epoch", lambda: models.resnet18(), images=60 * 10_000, size=32)
     plan.add_host("t-SNE of 2,000 points", seconds=budget.time_host(lambda: tsne_of(sample)) * scale)
     plan.report(rt.device)
