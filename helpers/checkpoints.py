@@ -19,7 +19,6 @@ full-width network's 100 MB are not rewritten after every short epoch.
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import enum
 import functools
@@ -28,6 +27,7 @@ import inspect
 import json
 import os
 import pickle
+import symtable
 import tempfile
 import textwrap
 import types
@@ -93,48 +93,74 @@ def _is_simple(value, depth: int = 0) -> bool:
     return False
 
 
+def _code_objects(code: types.CodeType):
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
+    """The same instructions on the same names and constants (line numbers and file aside)."""
+    def constants(c):
+        return [repr(k) for k in c.co_consts if not isinstance(k, types.CodeType)]
+    return (a.co_name, a.co_code, a.co_names, a.co_varnames, constants(a)) == \
+        (b.co_name, b.co_code, b.co_names, b.co_varnames, constants(b))
+
+
 def _source(function: types.FunctionType) -> str | None:
-    """The function's source, dedented, without blank lines, comment lines or trailing spaces: text, which
-    survives a Python upgrade (bytecode does not); None where Python kept no source (code built by exec)."""
+    """The function's source, dedented: text, which survives a Python upgrade (bytecode does not). None where it
+    cannot be trusted to be this function's and no other's: no source kept (code built by `exec`), a lambda (its
+    text is the whole line, which may hold other lambdas), or text that no longer compiles to the code that runs
+    (the file was edited after the function was defined; a method that uses `super()` or a closure)."""
+    if function.__code__.co_name == "<lambda>":
+        return None
     try:
         lines, _ = inspect.getsourcelines(function)
-    except (OSError, TypeError):
+        compiled = compile(textwrap.dedent("".join(lines)), "<identity>", "exec", dont_inherit=True)
+    except (OSError, TypeError, SyntaxError, ValueError):
         return None
-    text = textwrap.dedent("".join(lines))
-    return "\n".join(line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    if not any(_same_code(c, function.__code__) for c in _code_objects(compiled)):
+        return None
+    return textwrap.dedent("".join(lines))
 
 
-def _names_read(source: str | None, code: types.CodeType) -> list[str]:
-    """The names a function body reads and does not bind itself (its arguments, its assignments), in order of
-    first use; from the source's syntax tree, else (a lambda inside a longer line, no source) from the code object."""
-    try:
-        tree = ast.parse(source) if source is not None else None
-    except SyntaxError:
-        tree = None
-    if tree is None:
-        return list(dict.fromkeys(code.co_names))
-    bound = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
-    bound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
-    bound -= {name for g in ast.walk(tree) if isinstance(g, (ast.Global, ast.Nonlocal)) for name in g.names}
-    read = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
-    return [name for name in dict.fromkeys(read) if name not in bound]
+def _globals_read(source: str | None, code: types.CodeType) -> list[str]:
+    """The global names a function body reads (nested functions included), in order: from its symbol table where
+    its source is trusted, else from its code objects."""
+    if source is None:
+        return list(dict.fromkeys(name for c in _code_objects(code) for name in c.co_names))
+    found: list[str] = []
+
+    def walk(table: symtable.SymbolTable) -> None:
+        found.extend(s.get_name() for s in table.get_symbols() if s.is_global() and s.is_referenced())
+        for child in table.get_children():
+            walk(child)
+
+    for table in symtable.symtable(source, "<identity>", "exec").get_children():
+        walk(table)
+    return list(dict.fromkeys(found))
 
 
 def _code(function: types.FunctionType, seen: set) -> dict:
-    """A function body: its source text (nested functions and constants included) and the simple globals it
-    reads (a top-cell hyperparameter such as MARGIN used inside a step function belongs to the run's identity).
-    Where Python kept no source, its bytecode and constants stand in (they change with the Python version)."""
+    """A function body: its source text without blank or comment lines (nested functions and constants included),
+    and the simple globals it reads (a top-cell hyperparameter such as MARGIN used inside a step function belongs
+    to the run's identity). Where the source cannot be trusted (`_source`), its bytecode and constants stand in,
+    nested code included: they change with the Python version."""
     code, globals_ = function.__code__, function.__globals__
     source = _source(function)
     if source is not None:
-        body = {"source": hashlib.sha1(source.encode()).hexdigest()}
+        text = "\n".join(line.rstrip() for line in source.splitlines()
+                         if line.strip() and not line.lstrip().startswith("#"))
+        body = {"source": hashlib.sha1(text.encode()).hexdigest()}
     else:
-        h = hashlib.sha1(code.co_code)
-        for const in code.co_consts:
-            h.update(repr(const).encode())
+        h = hashlib.sha1()
+        for c in _code_objects(code):
+            h.update(c.co_code)
+            h.update(repr([k for k in c.co_consts if not isinstance(k, types.CodeType)]).encode())
         body = {"bytecode": h.hexdigest()}
     read = {}
-    for name in _names_read(source, code):
+    for name in _globals_read(source, code):
         if name in globals_ and name not in seen:
             value = globals_[name]
             if _is_simple(value) or isinstance(value, (torch.nn.Module, torch.Tensor)):

@@ -246,9 +246,10 @@ def knn_monitor(model: nn.Module, batches, *, bank: GpuBatches, bank_labels: tor
                 k: int, amp: bool = True) -> dict:
     """k-NN accuracy of the backbone's features h on `batches` (cosine), the labelled `bank` voting: SimCLR's
     usual monitor, an `evaluate_fn` for `fit`."""
-    reference = F.normalize(train.predict(model.backbone, bank, amp=amp).float(), dim=1)
-    queries = F.normalize(train.predict(model.backbone, batches, amp=amp).float(), dim=1)
-    predicted = metrics.knn_predict(reference, bank_labels, queries, k=k)
+    device = labels.device   # (predict returns its features on the CPU)
+    reference = F.normalize(train.predict(model.backbone, bank, amp=amp).float(), dim=1).to(device)
+    queries = F.normalize(train.predict(model.backbone, batches, amp=amp).float(), dim=1).to(device)
+    predicted = metrics.knn_predict(reference, bank_labels.to(device), queries, k=k)
     return {"knn": float((predicted == labels).float().mean())}
 
 

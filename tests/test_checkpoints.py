@@ -1,4 +1,5 @@
 """A run's identity: what makes two runs the same run, and only then."""
+import linecache
 import subprocess
 import sys
 from functools import partial
@@ -73,29 +74,56 @@ def step(model, batch, *, smoothing=0.0):
 '''
 
 
-def _load_step(path, optimize):
-    # the same file compiled two ways: optimize=2 drops the assert, so the bytecode differs (as after a Python upgrade)
-    module = {"__name__": "steps_module", "__file__": str(path)}
-    exec(compile(path.read_text(), str(path), "exec", optimize=optimize), module)
-    return module["step"]
+def _digest_in_a_process(folder, module, *flags):
+    code = (f"import sys; sys.path.insert(0, {str(folder)!r}); from helpers import checkpoints; import {module}; "
+            f"print(checkpoints.identity_hash(checkpoints.run_identity(step={module}.step)), "
+            f"len({module}.step.__code__.co_code))")
+    return subprocess.run([sys.executable, *flags, "-c", code], check=True, capture_output=True, text=True).stdout.split()
 
 
 def test_the_identity_reads_the_source_not_the_bytecode(tmp_path):
-    path = tmp_path / "steps_module.py"
-    path.write_text(STEP_SOURCE)
-    plain, optimized = _load_step(path, 0), _load_step(path, 2)
-    assert plain.__code__.co_code != optimized.__code__.co_code
-    assert _digest(plain) == _digest(optimized)
+    def digest(text, *flags):   # the same module name in its own folder
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        (folder / "steps.py").write_text(text)
+        return _digest_in_a_process(folder, "steps", *flags)
+    # `python -O` drops the assert: other bytecode for the same source, as after a Python upgrade
+    plain, optimized = digest(STEP_SOURCE), digest(STEP_SOURCE, "-O")
+    assert plain[1] != optimized[1] and plain[0] == optimized[0]
     # a comment or a blank line is not a change; code and the globals it reads are
-    commented = tmp_path / "commented.py"
-    commented.write_text(STEP_SOURCE.replace("    return", "    # scaled by LIMIT\n\n    return"))
-    assert _digest(_load_step(commented, 0)) == _digest(plain)
-    changed = tmp_path / "changed.py"
-    changed.write_text(STEP_SOURCE.replace(".mean()", ".sum()"))
-    assert _digest(_load_step(changed, 0)) != _digest(plain)
-    fewer = tmp_path / "fewer.py"
-    fewer.write_text(STEP_SOURCE.replace("LIMIT = 3", "LIMIT = 2"))
-    assert _digest(_load_step(fewer, 0)) != _digest(plain)
+    assert digest(STEP_SOURCE.replace("    return", "    # scaled by LIMIT\n\n    return"))[0] == plain[0]
+    assert digest(STEP_SOURCE.replace(".mean()", ".sum()"))[0] != plain[0]
+    assert digest(STEP_SOURCE.replace("LIMIT = 3", "LIMIT = 2"))[0] != plain[0]
+
+
+def test_source_that_no_longer_compiles_to_the_running_code_is_not_trusted(tmp_path, monkeypatch):
+    path = tmp_path / "steps_e.py"
+    path.write_text(STEP_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import steps_e
+    before = checkpoints.fingerprint(steps_e.step)
+    assert "source" in before
+    path.write_text(STEP_SOURCE.replace(".mean()", ".sum()"))   # edited on disk; the imported code is the old one
+    linecache.checkcache(str(path))
+    after = checkpoints.fingerprint(steps_e.step)
+    assert "source" not in after and "bytecode" in after
+
+
+def test_two_lambdas_on_one_line_are_two_identities():
+    def make(hard):
+        return (lambda m, b: (m(b) * 1.0, {})) if hard else (lambda m, b: (m(b) * 2.0, {}))
+    assert _digest(make(True)) != _digest(make(False))
+    assert _digest(make(True)) == _digest(make(True))
+
+
+def test_a_global_read_only_by_a_nested_function_belongs_to_the_identity(monkeypatch):
+    def step(model, batch):
+        def scaled(x):
+            return MARGIN * x
+        return scaled(model(batch).mean()), {}
+    before = _digest(step)
+    monkeypatch.setattr(sys.modules[__name__], "MARGIN", 0.7)
+    assert _digest(step) != before
 
 
 def test_a_local_name_is_not_read_from_the_globals(monkeypatch):

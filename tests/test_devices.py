@@ -9,6 +9,7 @@ a random generator on the GPU (`torch.Generator("cuda")` needs the driver, so Gp
 and any backward pass (it needs a CUDA runtime). Those are what the GPU check (.ci/gpu-check) is for.
 """
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -106,3 +107,18 @@ def test_class_activation_maps_run_on_cuda():
         with cam.capture(net, "layer3") as out:
             net(torch.randn(2, 3, 32, 32))
         assert out["layer3"].device == CUDA
+
+
+def test_the_simclr_recipes_monitor_compares_on_the_labels_device(monkeypatch):
+    from helpers import recipes
+    # train.predict gives its features on the CPU whatever the model's device: the monitor must bring them to the
+    # labels' (the GPU's) before it compares; reading the accuracy as a number is where a fake tensor stops
+    monkeypatch.setattr(train, "predict", lambda model, batches, amp=True: torch.randn(6, 4, device="cpu"))
+    monkeypatch.setattr(metrics, "knn_predict", lambda bank, bank_labels, queries, k: bank_labels[:len(queries)] * 0
+                        + queries[:, 0].long())   # a prediction per query, on the devices it is given (mixed: raises)
+    with fake_cuda():
+        labels = torch.zeros(6, dtype=torch.long)
+        assert labels.device == CUDA
+        with pytest.raises(Exception) as caught:
+            recipes.knn_monitor(SimpleNamespace(backbone=None), None, bank=None, bank_labels=labels.cpu(), labels=labels, k=3)
+    assert "same device" not in str(caught.value) and "different devices" not in str(caught.value), caught.value
