@@ -30,7 +30,6 @@ import executions
 from helpers import cam, exercises, losses, models
 from helpers.course import grading, results
 from helpers.course.cli import main as course_main
-from helpers.runtime import setup
 
 NOTEBOOKS = [nb for nb in grading.instructor_notebooks() if grading.has_exercises(nbformat.read(nb, as_version=4))]
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
@@ -854,38 +853,3 @@ def test_timings_are_the_only_fields_left_out_of_the_comparison():
     row = {"experiment": "x", "test_accuracy": 0.5, "s_per_epoch": 2.0, "images_per_s": 10.0,
            "gpu_batches_images_per_s": 3.0, "seconds": 1.0, "epochs": 3, "seed": 0}
     assert results.without_timings([row]) == [{"experiment": "x", "test_accuracy": 0.5, "epochs": 3, "seed": 0}]
-
-
-# ----------------------------------------------------------------------------- the deterministic switch
-
-def test_the_deterministic_switch(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("COURSE_DETERMINISTIC", "1")
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")      # setup() sets it; restored after the test
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
-    try:
-        rt = setup(0, profile="ci", output_dir=tmp_path)
-        assert rt.deterministic and torch.are_deterministic_algorithms_enabled()
-        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-        assert "deterministic kernels" in capsys.readouterr().out
-        monkeypatch.setenv("COURSE_DETERMINISTIC", "0")
-        rt = setup(0, profile="ci", output_dir=tmp_path)
-        assert not rt.deterministic and not torch.are_deterministic_algorithms_enabled()
-    finally:
-        torch.use_deterministic_algorithms(False)
-
-
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_every_notebook_has_the_switch_and_passes_it_to_setup(notebook, monkeypatch, tmp_path):
-    cells = [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
-    assert cells[0].startswith("# ---- Setup") and "\nDETERMINISTIC = False\n" in cells[0]
-    calls = [line for c in cells for line in c.splitlines() if "setup(SEED" in line]
-    assert calls and all("deterministic=DETERMINISTIC or None" in line for line in calls), calls
-    # what that call does: True switches it on, and back to False (None: the environment's) switches it off
-    monkeypatch.delenv("COURSE_DETERMINISTIC", raising=False)
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    try:
-        for flag, on in ((True, True), (False, False)):
-            rt = setup(0, profile="ci", output_dir=tmp_path, deterministic=flag or None, verbose=False)
-            assert rt.deterministic is on and torch.are_deterministic_algorithms_enabled() is on
-    finally:
-        torch.use_deterministic_algorithms(False)

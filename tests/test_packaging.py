@@ -2,8 +2,6 @@ import re
 import tomllib
 from pathlib import Path
 
-import pytest
-import torch
 
 from helpers import runtime
 from helpers.course import results
@@ -31,33 +29,6 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     # a student's install stays light: grading, headless execution and JupyterLab are extras, not dependencies
     assert not {_name(r) for r in project["dependencies"]} & {"nbgrader", "jupyterlab", "nbclient", "nbformat",
                                                                "ipykernel", "ipywidgets", "pandas"}
-
-
-def test_setup_reads_the_profile_and_folders_and_says_what_it_chose(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("COURSE_PROFILE", "ci")
-    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "d"))
-    monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
-    rt = runtime.setup(seed=7)
-    line = capsys.readouterr().out
-    assert rt.profile == "ci" and rt.ci and rt.data_dir == tmp_path / "d" and rt.output_dir.name == "ci"
-    assert rt.device.type in ("cpu", "cuda", "mps")
-    for part in ("torch " + torch.__version__, "profile: ci", str(tmp_path / "d"), "seed: 7"):
-        assert part in line
-    assert rt.pick(full=60, small=8, ci=1) == 1
-    for profile, value in (("full", 60), ("small", 8), ("ci", 1)):
-        monkeypatch.setenv("COURSE_PROFILE", profile)
-        assert runtime.pick(full=60, small=8, ci=1) == value
-    monkeypatch.delenv("COURSE_PROFILE")
-    assert runtime.current_profile() == "full" and runtime.pick(full=60, small=8, ci=1) == 60
-    with pytest.raises(TypeError):
-        runtime.pick(full=60, ci=1)   # a profile left out is an error, not a silent default
-    monkeypatch.setenv("COURSE_PROFILE", "ci")
-    a = torch.rand(3)
-    runtime.setup(seed=7, verbose=False)
-    assert torch.equal(a, torch.rand(3))  # the same seed, the same draws
-    monkeypatch.setenv("COURSE_PROFILE", "fast")
-    with pytest.raises(ValueError, match="COURSE_PROFILE='fast'"):
-        runtime.setup()
 
 
 def test_results_are_recorded_with_provenance_and_tabulated(tmp_path):
