@@ -28,13 +28,8 @@ from torch import nn
 from . import augment, checks, losses, metrics, models, train, transfer
 from .data import STATS, ImageData
 from .loader import GpuBatches
+from .runs import Training, epoch_images
 from .runtime import pick
-
-
-def epoch_images(n: int, batch: int) -> int:
-    """Images one epoch trains on: n images in batches of `batch` (at most n), the incomplete last batch dropped."""
-    batch = min(batch, n)
-    return n // batch * batch
 
 
 def at_size(split: ImageData, size: int, chunk: int = 2000) -> ImageData:
@@ -97,15 +92,12 @@ class TinyImageNetRecipe:
     def val_images(self) -> int:
         return 200 * (self.val_per_class or 50)
 
-    @property
-    def trained_images(self) -> int:
-        """Images the pretraining trains on, all epochs together (a budget's count)."""
-        return self.epochs * epoch_images(self.train_images, self.batch_size)
-
-    @property
-    def scored_images(self) -> int:
-        """Validation images it scores, after every epoch."""
-        return self.epochs * self.val_images
+    def training(self, name: str, *, amp: bool = True) -> Training:
+        """The pretraining as one `Training` (what `tiny_imagenet_resnet18` runs when no finished run is found):
+        for a notebook's budget."""
+        return Training(name, self.network, images=epoch_images(self.train_images, self.batch_size),
+                        epochs=self.epochs, size=self.image_size, scored=self.val_images, amp=amp,
+                        scoring="its validation images after every epoch")
 
     def network(self) -> models.ResNet:
         """The network it trains, untrained (for a budget or a starting point)."""
@@ -171,13 +163,13 @@ class SimCLRRecipe:
     def network(self, classes: int = 10) -> SimCLRNet:
         return SimCLRNet(widths=self.widths, dim=self.projection_dim, classes=classes)
 
-    def trained_images(self, pool: int) -> int:
-        """Views it trains on, all epochs together, for a pool of `pool` images (two views per image; a budget's count)."""
-        return self.epochs * 2 * epoch_images(pool, self.batch_size)
-
-    def monitored_images(self, bank: int, queries: int) -> int:
-        """Images the k-NN monitor reads, after every epoch: the labelled bank and the queries."""
-        return self.epochs * (bank + queries)
+    def training(self, name: str, *, pool: int, bank: int, queries: int, amp: bool = True) -> Training:
+        """What `train_simclr` runs on a pool of `pool` images (two views of each, the incomplete last batch
+        dropped), its k-NN monitor reading a labelled bank and the queries after every epoch: as one `Training`,
+        for a notebook's budget."""
+        return Training(name, self.network, images=2 * epoch_images(pool, self.batch_size), epochs=self.epochs,
+                        size=self.input_size, scored=bank + queries, amp=amp,
+                        scoring="its k-NN monitor after every epoch (the labelled bank and the queries)")
 
 
 def simclr_recipe(*, seed: int = 0) -> SimCLRRecipe:

@@ -39,11 +39,16 @@ def test_sgd_one_cycle_gives_each_parameter_group_its_own_peak():
     assert [round(g["lr"], 6) for g in optimizer.param_groups] == [0.01, 0.1]   # each group's peak, at step 4 of 10
 
 
-def test_epoch_images_drops_the_incomplete_last_batch():
-    assert recipes.epoch_images(10, 4) == 8
-    assert recipes.epoch_images(3, 64) == 3   # a batch never larger than the split
-    recipe = dataclasses.replace(recipes.tiny_imagenet_recipe(), epochs=3, per_class=7, batch_size=64)
-    assert recipe.trained_images == 3 * (1400 // 64 * 64)
+def test_the_recipes_describe_what_they_train_for_a_budget():
+    recipe = dataclasses.replace(recipes.tiny_imagenet_recipe(), epochs=3, per_class=7, val_per_class=2, batch_size=64)
+    pretraining = recipe.training("pretraining", amp=False)
+    assert pretraining.trained_images == 3 * (1400 // 64 * 64)   # 200 classes × 7, the last incomplete batch dropped
+    assert pretraining.scored_images == 3 * 400 and pretraining.size == recipe.image_size and not pretraining.amp
+    assert isinstance(pretraining.network(), models.ResNet)
+    simclr = dataclasses.replace(recipes.simclr_recipe(), epochs=2, batch_size=32)
+    views = simclr.training("simclr", pool=100, bank=40, queries=30)
+    assert views.trained_images == 2 * 2 * 96   # two views of each image of the 3 full batches, every epoch
+    assert views.scored_images == 2 * 70 and views.size == simclr.input_size
 
 
 def test_at_size_resizes_once_and_keeps_a_split_at_its_size(tiny_data):

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .. import runtime
+from ..runs import Training
 from ..train import autocast_dtype
 
 # ----------------------------------------------------------------------------- the T4 assumption
@@ -238,6 +239,17 @@ class Plan:
             trainable = (trainable,)
         self._add("train", name, make_model, images=images, size=size, in_channels=in_channels,
                   trainable=tuple(trainable) if trainable is not None else None, amp=amp, passes=1)
+
+    def add_training(self, training: Training, *, scoring: str | None = None) -> None:
+        """A `helpers.runs.Training`, as the notebook's training cell will run it: its trained images (every run
+        and epoch) in a train row named after it, and what it scores forward only (after every epoch and once
+        after training) in an inference row below, labelled `scoring` or the training's own `scoring`."""
+        self.add(training.name, training.network, images=training.trained_images, size=training.size,
+                 in_channels=training.in_channels, trainable=training.trainable, amp=training.amp)
+        if training.scored_images:
+            label = scoring if scoring is not None else training.scoring or "its forward passes (scoring)"
+            self.add_inference("  " + label, training.network, images=training.scored_images, size=training.size,
+                               in_channels=training.in_channels, amp=training.amp)
 
     def add_inference(self, name: str, make_model: Callable[[], nn.Module], *, images: int, size: int,
                       in_channels: int = 3, amp: bool = True, passes: float = 1.0) -> None:
