@@ -10,6 +10,7 @@ runs (another seed, more epochs, a larger epoch) changes both, and nothing resta
     ROWS = {name: runs.Training(name, resnet(stem), images=epoch_images(N_TRAIN, BATCH), epochs=EPOCHS,
                                 size=32, runs=SEEDS, scored_once=N_TEST) for name, stem in ...}
     for seed in ROWS[name].runs:
+        torch.manual_seed(seed)                   # seed, then build: the run's initial weights
         model = ROWS[name].network().to(device)
         train.fit(model, batches, ROWS[name].epochs, ...)
 
@@ -44,7 +45,7 @@ class Training:
     scoring: what the scored images are, for the budget's table ("" says nothing more).
     """
     name: str
-    network: Callable[[], nn.Module]
+    network: Callable[..., nn.Module]   # builds the network; the budget calls it with no argument
     images: int
     epochs: int
     size: int
