@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import glob
 import hashlib
 import inspect
 import json
@@ -300,6 +301,9 @@ class Run:
     @classmethod
     def of(cls, checkpoint: str | Path, identity: dict) -> Run:
         """The run of `identity` under `checkpoint`; its folder is checked for writing now, not after an epoch."""
+        if Path(checkpoint).is_dir() or str(checkpoint).endswith(("/", os.sep)):
+            raise CheckpointError(f"checkpoint={str(checkpoint)!r} is a folder: give a file name in it, e.g. "
+                                  f"{Path(checkpoint) / 'run.pt'} (the run is saved as run-<hash>.pt beside it)")
         digest = identity_hash(identity)
         path = run_path(checkpoint, digest)
         check_writable(path.parent)
@@ -338,7 +342,7 @@ def other_runs(checkpoint: str | Path, digest: str) -> list[Path]:
     checkpoint = Path(checkpoint)
     if not checkpoint.parent.is_dir():
         return []
-    pattern = f"{checkpoint.stem}-" + "?" * len(digest) + (checkpoint.suffix or ".pt")
+    pattern = glob.escape(f"{checkpoint.stem}-") + "?" * len(digest) + glob.escape(checkpoint.suffix or ".pt")
     return sorted(p for p in checkpoint.parent.glob(pattern) if p != run_path(checkpoint, digest))
 
 
