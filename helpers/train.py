@@ -239,6 +239,10 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
     channels_last: NHWC memory layout (default: on CUDA and the CPU). compile: `torch.compile` the model.
     scheduler_interval: "step" or "epoch"; default "step" for OneCycleLR and CyclicLR, else "epoch".
     config: anything else that decides the result and that fit cannot see (it joins the identity).
+    Refused before anything trains: an optimizer that does not hold every trainable parameter of `model`, a
+    model with nothing to train, and a model that a cut-off run of fit left half-trained (rebuild it: the run
+    resumes from its checkpoint). A step's output is checked at every step (a scalar loss with a gradient,
+    one-number metrics).
     """
     step, evaluate_fn, channels_last, scheduler_interval, amp_dtype = _settings(
         model, optimizer, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last, scheduler_interval)
