@@ -69,8 +69,10 @@ def test_a_runs_summary_is_built_from_its_records_alone(tmp_path, monkeypatch):
         results.read(tmp_path, "02_y")
 
 
-def _recorder(folder, notebook, start, count):
+def _recorder(folder, notebook, start, count, ready, go):
     rt = Runtime(device=torch.device("cpu"), profile="ci", data_dir=folder, output_dir=folder, seed=0)
+    ready.set()
+    go.wait(60)   # both processes imported and waiting: they record at the same time
     for i in range(start, start + count):
         results.record(rt, notebook, f"row {i}", value=i)
 
@@ -78,13 +80,18 @@ def _recorder(folder, notebook, start, count):
 def test_two_processes_recording_into_one_file_keep_every_row(tmp_path):
     import multiprocessing
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_recorder, args=(tmp_path, "01_x", start, 40)) for start in (0, 40)]
+    go = context.Event()
+    ready = [context.Event(), context.Event()]
+    workers = [context.Process(target=_recorder, args=(tmp_path, "01_x", start, 150, r, go))
+               for start, r in zip((0, 150), ready)]
     for w in workers:
         w.start()
+    assert all(r.wait(120) for r in ready)
+    go.set()
     for w in workers:
         w.join(120)
     assert [w.exitcode for w in workers] == [0, 0]
-    assert sorted(r["value"] for r in results.read(tmp_path, "01_x")) == list(range(80))
+    assert sorted(r["value"] for r in results.read(tmp_path, "01_x")) == list(range(300))
 
 
 def test_records_are_standard_json_and_keep_integers(tmp_path):
@@ -98,7 +105,7 @@ def test_records_are_standard_json_and_keep_integers(tmp_path):
     assert saved["count"] == 7 and isinstance(saved["count"], int)
     assert (saved["loss"], saved["best"], saved["worst"]) == ("nan", "inf", "-inf")
     assert saved["accuracy"] == 0.25 and saved["sizes"] == [1, 2] and saved == row
-    with pytest.raises(TypeError, match=r"vector: a tensor of shape \(3,\) is not one figure"):
+    with pytest.raises(TypeError, match=r"vector: accuracy: a tensor of shape \(3,\) is not one figure"):
         results.record(rt, "01_x", "vector", accuracy=torch.ones(3))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -78,15 +79,16 @@ def plain(value, where: str = "a figure"):
 
 @contextlib.contextmanager
 def _locked(file: Path):
+    """An exclusive lock on the results folder (the folder itself: no lock file is left in it)."""
     if fcntl is None:
         yield
         return
-    with open(file.with_name(f".{file.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    fd = os.open(file.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing releases the lock
 
 
 def _rows(file: Path):
