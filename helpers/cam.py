@@ -178,16 +178,35 @@ def package_maps(method: str, model: nn.Module, layer: str, images: torch.Tensor
 
 # ----------------------------------------------------------------------------- localisation
 
-def _boxes(boxes) -> np.ndarray:
+def _boxes(boxes, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(N, 4) integer boxes, checked: xmax >= xmin, ymax >= ymin, and (with `size`, the maps' (H, W)) inside the
+    map. A box outside the map, or the "no box" marker -1, would score as a miss without a word."""
     b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     if (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
         raise ValueError("a box is (xmin, ymin, xmax, ymax) with xmax >= xmin and ymax >= ymin")
+    if size is not None:
+        h, w = size
+        outside = (b[:, :2] < 0).any(1) | (b[:, 2] >= w) | (b[:, 3] >= h)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise ValueError(f"{int(outside.sum())} of the {len(b)} boxes lie outside the {w}×{h} maps (the first: "
+                             f"image {i}, box {b[i].tolist()}). Scale the boxes to the maps' size, and leave out "
+                             f"images without a box (-1)")
     return b
+
+
+def _finite_maps(maps, what: str = "maps") -> np.ndarray:
+    m = np.asarray(maps)
+    bad = ~np.isfinite(m.reshape(len(m), -1)).all(1) if m.size else np.zeros(0, dtype=bool)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} of the {len(m)} {what} hold NaN or an infinity (the first: image "
+                         f"{int(np.flatnonzero(bad)[0])}): a map of a non-finite gradient or activation scores nothing")
+    return m
 
 
 def box_masks(boxes, size: tuple[int, int]) -> np.ndarray:
     """(N, H, W) booleans: inside each box (inclusive pixel coordinates)."""
-    b = _boxes(boxes)
+    b = _boxes(boxes, size)
     ys, xs = np.arange(size[0])[None, :, None], np.arange(size[1])[None, None, :]
     return ((xs >= b[:, 0, None, None]) & (xs <= b[:, 2, None, None]) &
             (ys >= b[:, 1, None, None]) & (ys <= b[:, 3, None, None]))
@@ -204,7 +223,8 @@ def peak(maps) -> np.ndarray:
 def pointing_game(maps, boxes, tolerance: float = 0.0) -> np.ndarray:
     """(N,) booleans: the map's maximum lies within `tolerance` pixels (Euclidean) of the box
     (Zhang et al. 2016 use 15 px at 224; scale it with the image)."""
-    b, (x, y) = _boxes(boxes), peak(maps).T
+    maps = _finite_maps(maps)
+    b, (x, y) = _boxes(boxes, maps.shape[1:]), peak(maps).T
     dx = np.maximum(np.maximum(b[:, 0] - x, x - b[:, 2]), 0)
     dy = np.maximum(np.maximum(b[:, 1] - y, y - b[:, 3]), 0)
     return np.hypot(dx, dy) <= tolerance
@@ -254,7 +274,8 @@ def centre_prior(size: tuple[int, int], sigma: float) -> np.ndarray:
 def localisation(maps, boxes, *, tolerance: float = 0.0, threshold: float = 0.2) -> dict:
     """Pointing-game accuracy, mean energy in the box, mean box IoU and the share of IoU ≥ 0.5, for
     maps (N, H, W) at the boxes' resolution."""
-    maps = np.asarray(maps)
+    maps = _finite_maps(maps)
+    _boxes(boxes, maps.shape[1:])
     found = np.stack([box_from_map(m, threshold) for m in maps])
     iou = box_iou(found, boxes)
     return {"pointing": float(pointing_game(maps, boxes, tolerance).mean()),
@@ -288,6 +309,7 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps, targets, *,
     maps = torch.as_tensor(np.asarray(maps), dtype=torch.float32)
     if maps.shape != (n, h, w):
         raise ValueError(f"deletion_insertion needs one map per image at the input's size {(n, h, w)}, got {tuple(maps.shape)}")
+    _finite_maps(maps.numpy())
     if n and (maps.min() < 0 or maps.max() > 1 + 1e-5):
         raise ValueError("deletion_insertion needs maps scaled to [0, 1] (its tie-breaking jitter is 1e-6)")
     device = images.device

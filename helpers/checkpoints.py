@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import glob
 import hashlib
 import inspect
 import json
@@ -165,7 +166,23 @@ def _code(function: types.FunctionType, seen: set) -> dict:
             value = globals_[name]
             if _is_simple(value) or isinstance(value, (torch.nn.Module, torch.Tensor)):
                 read[name] = fingerprint(value, seen=seen)
+            elif _written_in_the_notebook(value):   # the code the step reaches: a loss the student wrote, fixed
+                read[name] = _notebook_code(value, seen)   # and rerun, makes another run
     return {**body, "reads": read}
+
+
+def _written_in_the_notebook(value) -> bool:
+    """A function or class defined in the notebook (or script) that runs: its code can change between two runs
+    of a cell without any import. The package's and libraries' own code is versioned with them, and left out."""
+    return isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) == "__main__"
+
+
+def _notebook_code(value, seen: set):
+    if isinstance(value, types.FunctionType):
+        return fingerprint(value, seen=seen)
+    methods = {k: v for k, v in vars(value).items() if isinstance(v, (types.FunctionType, staticmethod, classmethod))}
+    return {"class": _qualname(value), "bases": [_qualname(b) for b in value.__bases__],
+            "methods": {k: fingerprint(getattr(v, "__func__", v), seen=seen | {id(value)}) for k, v in methods.items()}}
 
 
 def fingerprint(obj, *, seen: set | None = None, depth: int = 0):
@@ -300,6 +317,9 @@ class Run:
     @classmethod
     def of(cls, checkpoint: str | Path, identity: dict) -> Run:
         """The run of `identity` under `checkpoint`; its folder is checked for writing now, not after an epoch."""
+        if Path(checkpoint).is_dir() or str(checkpoint).endswith(("/", os.sep)):
+            raise CheckpointError(f"checkpoint={str(checkpoint)!r} is a folder: give a file name in it, e.g. "
+                                  f"{Path(checkpoint) / 'run.pt'} (the run is saved as run-<hash>.pt beside it)")
         digest = identity_hash(identity)
         path = run_path(checkpoint, digest)
         check_writable(path.parent)
@@ -338,7 +358,7 @@ def other_runs(checkpoint: str | Path, digest: str) -> list[Path]:
     checkpoint = Path(checkpoint)
     if not checkpoint.parent.is_dir():
         return []
-    pattern = f"{checkpoint.stem}-" + "?" * len(digest) + (checkpoint.suffix or ".pt")
+    pattern = glob.escape(f"{checkpoint.stem}-") + "?" * len(digest) + glob.escape(checkpoint.suffix or ".pt")
     return sorted(p for p in checkpoint.parent.glob(pattern) if p != run_path(checkpoint, digest))
 
 

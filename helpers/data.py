@@ -14,6 +14,7 @@ load() wrote.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import operator
 import os
@@ -48,17 +49,30 @@ STATS = {
 def _fingerprint(path: Path) -> str:
     """Names, sizes and modification times of every file below `path` (about 0.2 s for 50,000)."""
     h = hashlib.sha1()
+    visited: set[tuple[int, int]] = set()
+
+    def line(text: str) -> None:   # a name that is not UTF-8 (a zip made on Windows) is hashed by its bytes
+        h.update(text.encode("utf-8", "surrogateescape"))
 
     def walk(folder: str, prefix: str) -> None:
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in visited:   # a link back up the tree: counted once, never followed round
+            line(f"{prefix}:link loop\n")
+            return
+        visited.add((st.st_dev, st.st_ino))
         for e in sorted(os.scandir(folder), key=lambda e: e.name):
-            if e.is_dir():
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
                 walk(e.path, prefix + e.name + "/")
                 continue
             try:
                 st = e.stat()
-                h.update(f"{prefix}{e.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-            except OSError:  # a broken link (the reader skips it), or a file deleted meanwhile
-                h.update(f"{prefix}{e.name}:broken link\n".encode())
+                line(f"{prefix}{e.name}:{st.st_size}:{st.st_mtime_ns}\n")
+            except OSError:  # a broken link or a link loop (the reader skips it), or a file deleted meanwhile
+                line(f"{prefix}{e.name}:broken link\n")
 
     walk(str(path), "")
     return h.hexdigest()
@@ -105,8 +119,11 @@ def _write_cache(file: Path, blob: dict) -> None:
     try:
         write_atomic(file, lambda tmp: torch.save(blob, tmp))
     except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        read_only = isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
         print(f"note: could not write the cache {file} ({err}); the data was read fine, but the next load "
-              f"decodes it again. Free some disk space to let the cache be written.")
+              f"decodes it again. " + (f"{file.parent.parent} is not writable (read-only): set COURSE_DATA_DIR to a "
+                                      f"folder you can write, or make this one writable, to let the cache be written."
+                                      if read_only else "Free some disk space to let the cache be written."))
 
 
 # ----------------------------------------------------------------------------- public API

@@ -86,6 +86,8 @@ def decode(path, size: int | None) -> tuple[np.ndarray | None, str]:
                 note = (note + "; " if note else "") + f"resized {im.size[0]}×{im.size[1]} to {size}×{size}"
                 im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8), note
+    except Image.DecompressionBombError as err:   # PIL refuses it before decoding: skipped, named, the load goes on
+        return None, f"larger than PIL's safety limit for one image ({err}); a decompression bomb, or not a dataset image"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         if isinstance(path, Path) and path.is_symlink() and not path.exists():
             return None, "broken link"

@@ -90,10 +90,22 @@ class CenterLoss(nn.Module):
         self.register_buffer("centers", torch.zeros(num_classes, feat_dim))
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self._check(labels)
         return 0.5 * (features - self.centers[labels]).pow(2).sum(1).mean()
+
+    def _check(self, labels: torch.Tensor) -> None:
+        """Labels index the centres: one out of range (an unlabeled -1, a class the loss was not built for) would
+        read another class's centre (Python's negative indexing) or fail deep in torch."""
+        outside = (labels < 0) | (labels >= len(self.centers))
+        if bool(outside.any()):
+            first = labels[outside][:5].tolist()
+            raise ValueError(f"CenterLoss has centres for classes 0-{len(self.centers) - 1}; {int(outside.sum())} of the "
+                             f"{len(labels)} labels lie outside (e.g. {first}). Leave unlabeled images (-1) out, or "
+                             f"build CenterLoss with num_classes covering every label.")
 
     @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self._check(labels)
         features = features.detach().to(self.centers.dtype)
         diff = torch.zeros_like(self.centers).index_add_(0, labels, self.centers[labels] - features)
         counts = torch.zeros(len(self.centers), device=labels.device, dtype=self.centers.dtype)

@@ -37,6 +37,19 @@ def classification_metrics(targets, predictions, num_classes: int) -> dict:
 
 # ----------------------------------------------------------------------------- embeddings
 
+def finite_rows(x: torch.Tensor, what: str) -> torch.Tensor:
+    """`x` itself, after a check that every row is finite: a row holding NaN or an infinity would rank after
+    (or before) every other and score as a match or a miss by accident. Raises ValueError with the count and
+    the first rows."""
+    bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1) if x.numel() else torch.zeros(0, dtype=torch.bool)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten()
+        raise ValueError(f"{int(bad.sum())} of the {len(x)} {what} hold NaN or an infinity (rows "
+                         f"{', '.join(map(str, rows[:5].tolist()))}{', ...' if len(rows) > 5 else ''}): the network's "
+                         f"output is not finite. Check the training loss and the learning rate before scoring.")
+    return x
+
+
 def _squared_distances(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances, queries × bank (float64 for exact rankings; clamped at 0)."""
     q, b = queries.double(), bank.double()
@@ -62,6 +75,8 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
         raise ValueError(f"the bank has {int((bank_labels < 0).sum())} unlabeled embeddings (label -1): leave them out")
     if not 1 <= k <= len(bank):
         raise ValueError(f"k must lie between 1 and the bank's {len(bank)} images, not {k}")
+    finite_rows(bank, "bank embeddings")
+    finite_rows(queries, "query embeddings")
     bank_labels = bank_labels.to(bank.device)
     classes = int(bank_labels.max()) + 1
     out = []
@@ -87,6 +102,7 @@ def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, *, chunk: 
         by R; 1 only when all R come first. Queries alone in their class are left out.
     """
     n = len(labels)
+    finite_rows(embeddings, "embeddings")
     labels = labels.to(embeddings.device)
     if n and int(labels.min()) < 0:
         raise ValueError(f"{int((labels < 0).sum())} of the {n} images are unlabeled (label -1): leave them out")
@@ -120,7 +136,7 @@ def class_separation(embeddings: torch.Tensor, labels: torch.Tensor) -> dict:
     embedding that ignores the classes. Unlike either distance alone, the ratio does not change
     when the whole embedding is scaled."""
     labels = labels.to(embeddings.device)
-    d = _squared_distances(embeddings, embeddings).sqrt()
+    d = _squared_distances(finite_rows(embeddings, "embeddings"), embeddings).sqrt()
     same = labels[:, None] == labels[None]
     off = ~torch.eye(len(labels), dtype=torch.bool, device=embeddings.device)
     if not (same & off).any() or same.all():

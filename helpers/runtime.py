@@ -127,8 +127,10 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
+    # the instruction set decides which kernels run, and so the last bits of every result: the same code and
+    # seed give the same figures on CPUs of one instruction set, not across them (AVX2 against AVX-512)
     threads = torch.get_num_threads()
-    return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
+    return f"CPU ({threads} thread{'s' if threads != 1 else ''}, {torch.backends.cpu.get_cpu_capability()})"
 
 
 def default_data_dir() -> Path:

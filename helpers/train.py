@@ -61,6 +61,100 @@ def _batch_size(batch) -> int:
     return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
 
 
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device of a model's parameters; a model without any is refused by name (it has nothing to train)."""
+    for parameter in model.parameters():
+        return parameter.device
+    raise ValueError(f"{type(model).__name__} has no parameters: there is nothing to train or to put on a device. "
+                     f"Pass the network (an nn.Module with layers), not a loss or a function.")
+
+
+# ----------------------------------------------------------------------------- arguments checked before training
+
+def _check_model_and_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Refuse what would train nothing, or the wrong thing, without a word: a model that a cut-off run of fit left
+    half-trained, a model whose parameters are all frozen, and an optimizer that does not hold every trainable
+    parameter of the model (built over an earlier model: rerunning the model's cell but not the optimizer's)."""
+    if cut := getattr(model, "_course_cut_off", None):
+        raise RuntimeError(
+            f"this model's weights were changed by a run of fit that did not finish ({cut}): they are neither "
+            f"its starting weights nor a finished run's, and training on from them would match no run. Rerun the "
+            f"cell that builds the model (and its optimizer), then this one: with a checkpoint, fit resumes the "
+            f"cut-off run from its last save; without one, it trains from the start.")
+    names = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
+    device_of(model)
+    if not names:
+        raise ValueError(f"every parameter of {type(model).__name__} is frozen (requires_grad=False): training "
+                         f"would change nothing. Unfreeze what should train, e.g. model.head.requires_grad_(True).")
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = [n for i, n in names.items() if i not in held]
+    if len(missing) == len(names):
+        raise ValueError(
+            f"the optimizer holds none of this model's {len(names)} trainable parameter tensors: it was built over "
+            f"another model (an earlier run of the cell that builds the model?). Build the optimizer over this "
+            f"model (rerun its cell after the model's), then call fit again.")
+    if missing:
+        raise ValueError(
+            f"the optimizer holds {len(names) - len(missing)} of this model's {len(names)} trainable parameter "
+            f"tensors; {len(missing)} would get gradients and never change ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}). Freeze what should not train (requires_grad_(False)) or "
+            f"give the optimizer every trainable parameter.")
+
+
+def _versions(model: torch.nn.Module) -> list[int]:
+    """Each parameter's and buffer's version counter: any in-place change (an optimizer step, BatchNorm's
+    running statistics, a loaded state dict) moves it."""
+    return [t._version for t in (*model.parameters(), *model.buffers())]
+
+
+def _mark_if_changed(model: torch.nn.Module, versions: list[int], when: str) -> None:
+    if _versions(model) != versions:
+        model._course_cut_off = when
+
+
+@contextmanager
+def _marked_if_cut_off(model: torch.nn.Module, versions: list[int], epochs_done, epochs: int):
+    """Mark `model` as half-trained where training stops with an exception (Ctrl-C, a loss that turns NaN, a
+    crash) after its weights changed: the next fit refuses it (`_check_model_and_optimizer`)."""
+    try:
+        yield
+    except BaseException as err:
+        _mark_if_changed(model, versions, f"{type(err).__name__} in epoch {epochs_done() + 1} of {epochs}")
+        raise
+
+
+def _checked_step(step, model, batch, i: int, steps: int):
+    """`step(model, batch)`, its output checked: (a scalar loss tensor with a gradient, {name: scalar tensor})."""
+    try:
+        out = step(model, batch)
+    except ValueError as err:
+        if "Expected more than 1 value per channel when training" in str(err):
+            raise ValueError(
+                f"batch {i + 1} of {steps} holds {_batch_size(batch)} image: BatchNorm cannot normalise one image in "
+                f"training mode. Drop the incomplete last batch (drop_last=True) or choose a batch size that does "
+                f"not leave one image over.") from err
+        raise
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+        raise TypeError(f"a step returns (loss, metrics): a loss tensor and a dict of metrics ({{}} for none), "
+                        f"not {type(out).__name__}")
+    loss, metrics = out
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"the step returned a loss of type {type(loss).__name__}: return the loss tensor itself "
+                        f"(loss, not loss.item()), so that fit can backpropagate through it")
+    if loss.ndim != 0:
+        raise ValueError(f"the step returned a loss of shape {tuple(loss.shape)}: return one number, e.g. the mean "
+                         f"over the batch (loss.mean())")
+    if not loss.requires_grad:
+        raise ValueError("the step's loss has no gradient: it was computed under torch.no_grad(), detached, or "
+                         "from a model whose parameters are all frozen")
+    for name, value in metrics.items():
+        if not isinstance(value, torch.Tensor) or value.ndim != 0:
+            kind = type(value).__name__ if not isinstance(value, torch.Tensor) else f"a tensor of shape {tuple(value.shape)}"
+            raise TypeError(f"the step's metric {name!r} is {kind}: return each metric as a one-number tensor "
+                            f"(e.g. (predictions == labels).float().mean()), so that fit averages it over the epoch")
+    return loss, metrics
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 def _rng_state() -> dict:
@@ -145,13 +239,17 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
     channels_last: NHWC memory layout (default: on CUDA and the CPU). compile: `torch.compile` the model.
     scheduler_interval: "step" or "epoch"; default "step" for OneCycleLR and CyclicLR, else "epoch".
     config: anything else that decides the result and that fit cannot see (it joins the identity).
+    Refused before anything trains: an optimizer that does not hold every trainable parameter of `model`, a
+    model with nothing to train, and a model that a cut-off run of fit left half-trained (rebuild it: the run
+    resumes from its checkpoint). A step's output is checked at every step (a scalar loss with a gradient,
+    one-number metrics).
     """
     step, evaluate_fn, channels_last, scheduler_interval, amp_dtype = _settings(
-        model, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last, scheduler_interval)
+        model, optimizer, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last, scheduler_interval)
     if not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"epochs must be a positive whole number, not {epochs!r}")
     steps = _steps_per_epoch(train_batches)
-    device = next(model.parameters()).device
+    device = device_of(model)
     run = None if checkpoint is None else run_of(
         model, train_batches, epochs, optimizer, scheduler, checkpoint=checkpoint, step=step, val_batches=val_batches,
         evaluate_fn=evaluate_fn, amp=amp, channels_last=channels_last, compile=compile,
@@ -160,9 +258,14 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
         model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     run_model = torch.compile(model) if compile else model
-    history = _resume(run, model, optimizer, scheduler, scaler, epochs, progress, explain) if run else []
+    versions = _versions(model)
+    try:
+        history = _resume(run, model, optimizer, scheduler, scaler, epochs, progress, explain) if run else []
+    except BaseException:
+        _mark_if_changed(model, versions, "while its checkpoint was loaded")
+        raise
     last_save = time.monotonic()
-    with _fp32_means_fp32(device, amp_dtype):
+    with _fp32_means_fp32(device, amp_dtype), _marked_if_cut_off(model, versions, lambda: len(history), epochs):
         for epoch in range(len(history), epochs):
             record = train_one_epoch(
                 model, train_batches, optimizer, step=step, scheduler=scheduler, scheduler_interval=scheduler_interval,
@@ -188,13 +291,16 @@ def fit(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.opt
     return history
 
 
-def _settings(model, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last, scheduler_interval):
-    """fit's defaults filled in: (step, evaluate_fn, channels_last, scheduler_interval, autocast dtype)."""
+def _settings(model, optimizer, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last,
+              scheduler_interval):
+    """fit's arguments checked and its defaults filled in: (step, evaluate_fn, channels_last, scheduler_interval,
+    autocast dtype)."""
+    _check_model_and_optimizer(model, optimizer)
     if step is None:
         step = partial(classification_step, label_smoothing=label_smoothing)
     elif label_smoothing:
         raise ValueError("label_smoothing applies to the default step; put it inside your own step instead")
-    device = next(model.parameters()).device
+    device = device_of(model)
     # NHWC: faster on tensor-core GPUs, and measured faster on this course's 2-core CI CPU too (38 vs 28 img/s)
     channels_last = device.type in ("cuda", "cpu") if channels_last is None else channels_last
     return (step, evaluate_fn or evaluate, channels_last, _scheduler_interval(scheduler, scheduler_interval),
@@ -210,8 +316,8 @@ def run_of(model: torch.nn.Module, train_batches, epochs: int, optimizer: torch.
     training: `run_of(...).load()` is the state of a run of these very settings, or None. Call it right before
     `fit`: the global RNG state belongs to the identity."""
     step, evaluate_fn, channels_last, scheduler_interval, amp_dtype = _settings(
-        model, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last, scheduler_interval)
-    device = next(model.parameters()).device
+        model, optimizer, scheduler, step, evaluate_fn, label_smoothing, amp, channels_last, scheduler_interval)
+    device = device_of(model)
     return checkpoints.Run.of(checkpoint, checkpoints.run_identity(
         model=model, optimizer=checkpoints.optimizer_identity(optimizer, model), scheduler=scheduler and {
             "type": type(scheduler).__qualname__, "state": scheduler.state_dict()},
@@ -245,7 +351,7 @@ def _resume(run: checkpoints.Run, model, optimizer, scheduler, scaler, epochs: i
             explain: bool) -> list[dict]:
     """The history so far of the run `run` names: restored from its checkpoint (weights, RNG states, and for
     an unfinished run the optimizer, scheduler and scaler), or empty for a new run."""
-    state = run.load(next(model.parameters()).device)
+    state = run.load(device_of(model))
     if state is None:
         if note := run.trains_anew(explain):
             print(note)
@@ -290,7 +396,7 @@ def train_one_epoch(model: torch.nn.Module, batches, optimizer: torch.optim.Opti
     where a check costs a sync). `run_model` is what the step calls (a compiled `model`); `fit` passes it all."""
     step = classification_step if step is None else step
     run_model = model if run_model is None else run_model
-    device = next(model.parameters()).device
+    device = device_of(model)
     scaler = torch.amp.GradScaler(device.type, enabled=False) if scaler is None else scaler
     steps = _steps_per_epoch(batches) if steps is None else steps
     scheduler_interval = _scheduler_interval(scheduler, scheduler_interval)
@@ -308,7 +414,7 @@ def train_one_epoch(model: torch.nn.Module, batches, optimizer: torch.optim.Opti
             break
         batch = _to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss, metrics = step(run_model, batch)
+            loss, metrics = _checked_step(step, run_model, batch, i, steps)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip is not None:
@@ -346,7 +452,15 @@ def _scheduler_step(scheduler) -> None:
     value is skipped. The schedule counts steps, skipped ones included, so that it ends where it was set to."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-        scheduler.step()
+        try:
+            scheduler.step()
+        except ValueError as err:
+            if "Tried to step" not in str(err):
+                raise
+            raise ValueError(
+                f"{type(scheduler).__name__} was stepped past its last step ({err}). fit steps a per-step schedule "
+                f"after every batch: its total_steps is epochs × batches per epoch (epochs * len(train_batches)), "
+                f"not the number of epochs.") from None
 
 
 def _last_good(path) -> str:
@@ -384,7 +498,7 @@ def _epoch_line(record: dict, epochs: int) -> str:
 def _inference(model: torch.nn.Module, batches, amp: bool):
     """Yield (float32 logits, batch on the device) in eval mode; the model's mode is restored after.
     amp=False evaluates in true fp32 (TF32 off on CUDA), as `fit` trains."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     amp_dtype = autocast_dtype(device, amp)
     cap = rehearsal_batches()
     with eval_mode(model), _fp32_means_fp32(device, amp_dtype):

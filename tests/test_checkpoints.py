@@ -141,3 +141,45 @@ def test_a_function_without_source_still_has_an_identity():
     identity = checkpoints.fingerprint(namespace["step"])
     assert "bytecode" in identity and "source" not in identity
     assert _digest(namespace["step"]) == _digest(namespace["step"])
+
+
+def _notebook(source: str) -> dict:
+    """Run `source` as a notebook's cells run: in `__main__`, with its source in linecache as IPython keeps it."""
+    name = f"<cell {abs(hash(source))}>"
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, name, "exec"), namespace)
+    return namespace
+
+
+STEP = """
+def step(model, batch):
+    return loss_fn(model(batch)), {}
+"""
+
+
+def test_a_function_of_the_notebook_that_the_step_calls_belongs_to_the_identity():
+    buggy = _notebook("def loss_fn(out):\n    return out.sum()\n" + STEP)
+    fixed = _notebook("def loss_fn(out):\n    return out.mean()\n" + STEP)
+    again = _notebook("def loss_fn(out):\n    return out.sum()\n" + STEP)
+    assert _digest(buggy["step"]) != _digest(fixed["step"])   # the fix is another run, not "finished before"
+    assert _digest(buggy["step"]) == _digest(again["step"])   # the same code rerun is the same run
+    helper = _notebook("def scale(x):\n    return 2 * x\n\ndef loss_fn(out):\n    return scale(out).sum()\n" + STEP)
+    changed = _notebook("def scale(x):\n    return 3 * x\n\ndef loss_fn(out):\n    return scale(out).sum()\n" + STEP)
+    assert _digest(helper["step"]) != _digest(changed["step"])   # two calls deep too
+
+
+def test_a_class_of_the_notebook_that_the_step_uses_belongs_to_the_identity():
+    head = "import torch\nclass Loss(torch.nn.Module):\n    def forward(self, out):\n        return out.{}()\n"
+    step = "\ndef step(model, batch):\n    return Loss()(model(batch)), {}\n"
+    assert _digest(_notebook(head.format("sum") + step)["step"]) != _digest(_notebook(head.format("mean") + step)["step"])
+    recursive = _notebook("def f(n):\n    return f(n - 1) if n else 0\n\ndef step(model, batch):\n    return f(3), {}\n")
+    assert _digest(recursive["step"]) == _digest(recursive["step"])   # a function that calls itself ends
+
+
+def test_the_packages_own_functions_stay_out_of_the_identity():
+    from helpers import losses
+    namespace = _notebook("def step(model, batch):\n    return nt_xent(model(batch), model(batch)), {}\n")
+    plain = _digest(namespace["step"])
+    namespace["nt_xent"] = losses.nt_xent   # imported by name: the package's code, versioned with it
+    assert _digest(namespace["step"]) == plain

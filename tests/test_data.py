@@ -400,3 +400,42 @@ def test_select_classes_relabels_in_the_order_given_and_refuses_unknown_names():
             data.select_classes(d, bad)
     with pytest.raises(ValueError, match="no class asked for"):
         data.select_classes(d, iter([]))
+
+
+# ----------------------------------------------------------------------------- odd files (issue 29's probe)
+
+def test_a_decompression_bomb_is_skipped_and_named_and_the_rest_loads(tmp_path, monkeypatch):
+    base = _messy_folder(tmp_path)
+    _png(base / "cat" / "bomb.png", "L", (300, 300))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)   # 300×300 is more than twice this: PIL refuses it
+    ds = data.load("cifar10", "train", tmp_path, verbose=False)
+    assert len(ds) == 13
+    [(where, why)] = [s for s in ds.skipped if s[0].endswith("bomb.png")]
+    assert "decompression bomb" in why
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_fingerprinted(tmp_path):
+    base = _messy_folder(tmp_path)
+    name = os.fsdecode(b"caf\xe9.png")   # Latin-1, as a zip made on Windows leaves it
+    _png(base / "cat" / name, "RGB", (32, 32))
+    assert len(data.load("cifar10", "train", tmp_path, verbose=False)) == 14
+
+
+def test_a_link_loop_in_the_data_folder_does_not_stop_the_load(tmp_path):
+    base = _messy_folder(tmp_path)
+    os.symlink(base / "cat", base / "cat" / "again")   # a folder linked inside itself
+    ds = data.load("cifar10", "train", tmp_path, verbose=False)
+    assert len(ds) == 13 and any(where.endswith("again") for where, _ in ds.skipped)
+
+
+def test_a_read_only_data_folder_is_told_so_not_to_free_disk_space(tmp_path, monkeypatch, capsys):
+    _messy_folder(tmp_path)
+    real = data.write_atomic
+
+    def read_only(path, content):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(data, "write_atomic", read_only)
+    assert len(data.load("cifar10", "train", tmp_path)) == 13
+    out = capsys.readouterr().out
+    assert "is not writable (read-only): set COURSE_DATA_DIR" in out and "Free some disk space" not in out
+    monkeypatch.setattr(data, "write_atomic", real)

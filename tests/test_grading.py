@@ -853,3 +853,41 @@ def test_timings_are_the_only_fields_left_out_of_the_comparison():
     row = {"experiment": "x", "test_accuracy": 0.5, "s_per_epoch": 2.0, "images_per_s": 10.0,
            "gpu_batches_images_per_s": 3.0, "seconds": 1.0, "epochs": 3, "seed": 0}
     assert results.without_timings([row]) == [{"experiment": "x", "test_accuracy": 0.5, "epochs": 3, "seed": 0}]
+
+
+def test_a_cell_that_ignores_its_interrupt_is_killed_and_the_grader_goes_on(tmp_path, monkeypatch):
+    instructor = made_up(tmp_path / "instructor.ipynb", CORRECT)
+    survives = ("def add(a, b):\n    import time\n    while True:\n        try:\n            time.sleep(0.1)\n"
+                "        except:\n            pass")   # a bare except: swallows the KeyboardInterrupt
+    monkeypatch.setattr(grading, "KILL_GRACE", 3)
+    import time
+    began = time.monotonic()
+    report = grading.grade(made_up(tmp_path / "s.ipynb", survives), instructor=instructor, timeout=3)
+    assert time.monotonic() - began < 60
+    assert scores(report) == {"add_tests": 0, "double_tests": 0}
+    assert "killed" in report.grades[0].error and report.grades[1].error.startswith("did not run")
+
+
+def test_a_malformed_submission_does_not_stop_the_others(tmp_path, capsys):
+    empty = tmp_path / "a" / "01_baseline.ipynb"
+    empty.parent.mkdir()
+    empty.write_text("{}")
+    script = tmp_path / "b" / "01_baseline.ipynb"
+    script.parent.mkdir()
+    script.write_text("print('a script, not a notebook')")
+    with pytest.raises(ValueError, match=r"01_baseline\.ipynb is not a notebook that can be graded"):
+        grading.grade(empty)
+    assert course_main(["grade", str(empty), str(script), str(tmp_path / "missing.ipynb")]) == 1
+    out = capsys.readouterr().out
+    assert out.count("not graded") == 3 and "a/01_baseline.ipynb: not graded: " in out
+
+
+def test_the_release_ships_nbgraders_settings_for_the_ci_profile(released, monkeypatch):
+    from traitlets.config import Config
+    monkeypatch.setenv("COURSE_PROFILE", "unset below; put back after the test")
+    monkeypatch.delenv("COURSE_PROFILE")
+    config = Config()
+    exec((released / "nbgrader_config.py").read_text(), {"get_config": lambda: config})
+    assert config.ExecutePreprocessor.timeout == grading.GRADING_CELL_TIMEOUT > 30   # nbgrader's default: 30 s
+    assert config.ExecutePreprocessor.interrupt_on_timeout is True
+    assert os.environ["COURSE_PROFILE"] == "ci"

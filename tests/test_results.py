@@ -67,3 +67,56 @@ def test_a_runs_summary_is_built_from_its_records_alone(tmp_path, monkeypatch):
     assert text == results.summary(rows)                   # the page is the records' page, nothing else
     with pytest.raises(FileNotFoundError, match="02_y has recorded nothing"):
         results.read(tmp_path, "02_y")
+
+
+def _recorder(folder, notebook, start, count, ready, go):
+    rt = Runtime(device=torch.device("cpu"), profile="ci", data_dir=folder, output_dir=folder, seed=0)
+    ready.set()
+    go.wait(60)   # both processes imported and waiting: they record at the same time
+    for i in range(start, start + count):
+        results.record(rt, notebook, f"row {i}", value=i)
+
+
+def test_two_processes_recording_into_one_file_keep_every_row(tmp_path):
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    ready = [context.Event(), context.Event()]
+    workers = [context.Process(target=_recorder, args=(tmp_path, "01_x", start, 150, r, go))
+               for start, r in zip((0, 150), ready)]
+    for w in workers:
+        w.start()
+    assert all(r.wait(120) for r in ready)
+    go.set()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert sorted(r["value"] for r in results.read(tmp_path, "01_x")) == list(range(300))
+
+
+def test_records_are_standard_json_and_keep_integers(tmp_path):
+    import json
+    import numpy as np
+    rt = Runtime(device=torch.device("cpu"), profile="ci", data_dir=tmp_path, output_dir=tmp_path, seed=0)
+    row = results.record(rt, "01_x", "odd values", count=np.int64(7), loss=float("nan"), best=float("inf"),
+                         worst=np.float32(-np.inf), accuracy=torch.tensor(0.25), sizes=(np.int32(1), 2))
+    text = (tmp_path / "results" / "01_x.json").read_text()
+    [saved] = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON: {c}"))
+    assert saved["count"] == 7 and isinstance(saved["count"], int)
+    assert (saved["loss"], saved["best"], saved["worst"]) == ("nan", "inf", "-inf")
+    assert saved["accuracy"] == 0.25 and saved["sizes"] == [1, 2] and saved == row
+    with pytest.raises(TypeError, match=r"vector: accuracy: a tensor of shape \(3,\) is not one figure"):
+        results.record(rt, "01_x", "vector", accuracy=torch.ones(3))
+
+
+def test_a_damaged_results_file_is_named_and_kept_aside(tmp_path):
+    rt = Runtime(device=torch.device("cpu"), profile="ci", data_dir=tmp_path, output_dir=tmp_path, seed=0)
+    file = tmp_path / "results" / "01_x.json"
+    file.parent.mkdir()
+    file.write_text('[{"notebook": "01_x", "experiment": "cut off')
+    with pytest.raises(ValueError, match=r"results file .*01_x\.json cannot be read"):
+        results.collect(tmp_path)
+    with pytest.warns(UserWarning, match=r"kept as 01_x\.json\.damaged-"):
+        results.record(rt, "01_x", "after", value=1)
+    [kept] = list(file.parent.glob("01_x.json.damaged-*"))
+    assert kept.read_text().endswith("cut off") and [r["value"] for r in results.read(tmp_path, "01_x")] == [1]

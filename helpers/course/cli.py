@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 written.add(target)
             try:
                 print(grading.grade(submission, timeout=args.timeout, executed=target), flush=True)
-            except (OSError, ValueError) as err:   # one unreadable submission does not stop the others
+            except Exception as err:   # one unreadable or broken submission does not stop the others
                 print(f"{submission}: not graded: {err}", flush=True)
                 failed.append(submission)
         return 1 if failed else 0

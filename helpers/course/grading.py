@@ -17,9 +17,12 @@ nbgrader is the `instructor` extra (`pip install -e ".[instructor]"`); students 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +98,8 @@ def student_version(nb, repo: str | None = None, branch: str = "main"):
 def release(out_dir: str | Path, selected: list[str] | None = None, *, repo: str | None = None,
             branch: str = "main") -> list[Path]:
     """Write the student version of every instructor notebook with exercises (or of `selected`,
-    number prefixes) to `out_dir`; return the files written."""
+    number prefixes) to `out_dir`, and nbgrader's settings for them (`nbgrader_config.py`: the ci profile, a
+    cell timeout); return the notebooks written."""
     out_dir = Path(out_dir)
     if out_dir.resolve() == (runtime.project_root() / "notebooks").resolve():
         raise SystemExit(f"{out_dir} holds the instructor's notebooks: the student versions would replace "
@@ -112,7 +116,26 @@ def release(out_dir: str | Path, selected: list[str] | None = None, *, repo: str
         target = out_dir / path.name
         nbformat.write(student_version(nb, repo, branch), target)
         written.append(target)
+    if written:   # beside them: the ci profile and a cell timeout for nbgrader's Validate button and autograder
+        (out_dir / "nbgrader_config.py").write_text(NBGRADER_CONFIG)
     return written
+
+
+GRADING_CELL_TIMEOUT = 600   # seconds a cell may run when graded (`course grade`, nbgrader's own runs)
+
+
+NBGRADER_CONFIG = f'''"""nbgrader's settings for this course, read by `nbgrader validate` (the Validate button) and nbgrader's
+autograder when they run in this folder (written by `course release`)."""
+import os
+
+c = get_config()  # noqa: F821 (nbgrader provides it)
+# the notebooks' ci profile: tiny real subsets, on the CPU, in seconds; without it a notebook runs its full profile
+os.environ.setdefault("COURSE_PROFILE", "ci")
+# seconds a cell may run (nbgrader's default, 30, is shorter than loading a dataset the first time on a busy
+# machine); a cell past it is interrupted, and the next cells still run
+c.ExecutePreprocessor.timeout = {GRADING_CELL_TIMEOUT}
+c.ExecutePreprocessor.interrupt_on_timeout = True
+'''
 
 
 # ----------------------------------------------------------------------------- grade
@@ -181,7 +204,7 @@ def _error_text(cell) -> str:
     return ""
 
 
-def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout: int | None = 600,
+def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout: int | None = GRADING_CELL_TIMEOUT,
           output_dir: str | Path | None = None, executed: str | Path | None = None,
           env: dict[str, str] | None = None) -> Report:
     """Grade a student's notebook: restore the instructor's test cells (hidden tests included), run
@@ -197,7 +220,7 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
     path = Path(notebook)
     if not path.is_file():
         raise FileNotFoundError(f"no notebook at {path}: pass the path of a student's .ipynb file")
-    student = nbformat.read(path, as_version=4)
+    student = _read_submission(path)
     source = (nbformat.read(instructor, as_version=4) if instructor else _instructor_for(student, path)[1])
     tests = test_cells(source)
     present, cells, notes = set(), [], []
@@ -219,25 +242,75 @@ def grade(notebook: str | Path, *, instructor: str | Path | None = None, timeout
         # the kernel's own environment (this process's is left alone: graders may run side by side)
         env = {**(os.environ if env is None else env), "COURSE_PROFILE": "ci", "COURSE_OUTPUT_DIR": str(out.resolve())}
         # A cell past `timeout` is interrupted (a KeyboardInterrupt error in that cell) and the rest runs.
-        running: dict = {}   # the cell sent to the kernel last (recorded before the kernel sees it)
-        client = nbclient.NotebookClient(student, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                         interrupt_on_timeout=True,
-                                         on_cell_execute=lambda cell, cell_index: running.update(cell=cell),
-                                         resources={"metadata": {"path": str(path.resolve().parent)}})
+        # A cell that survives its interrupt (a bare `except:` around a loop) is killed with its kernel
+        # KILL_GRACE seconds later: the watchdog below.
+        running: dict = {}   # the cell sent to the kernel last (recorded before the kernel sees it), and when
+        client = nbclient.NotebookClient(
+            student, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
+            on_cell_execute=lambda cell, cell_index: running.update(cell=cell, began=time.monotonic()),
+            resources={"metadata": {"path": str(path.resolve().parent)}})
         try:
-            client.execute(env=env)
+            with _watchdog(client, running, timeout):
+                client.execute(env=env)
         except Exception as err:   # the kernel died: the cell it was running fails, later cells did not run
             died = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
             cell = running.get("cell")
+            if running.get("killed"):
+                died = (f"a cell ran {timeout} s and went on {KILL_GRACE} s after its interrupt: its kernel was "
+                        f"killed")
             if cell is not None and not any(o.output_type == "error" for o in cell.outputs):
                 cell.outputs.append(nbformat.v4.new_output(
-                    "error", ename=type(err).__name__, evalue="the kernel stopped while this cell ran",
-                    traceback=[]))
+                    "error", ename=type(err).__name__, evalue="the kernel stopped while this cell ran"
+                    + (f" (killed: it ran past its {timeout} s and ignored the interrupt)" if running.get("killed")
+                       else ""), traceback=[]))
         else:
             died = ""
     if executed:
         nbformat.write(student, executed)
     return score(student, tests, name=path.name, notes=notes, died=died)
+
+
+KILL_GRACE = 30   # seconds a cell gets after its interrupt before its kernel is killed
+
+
+def _read_submission(path: Path):
+    """A student's file as a notebook, or a ValueError naming it: an empty, truncated or foreign file (`{}`, a
+    Python script renamed .ipynb) must not stop the grading of the submissions after it."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as err:   # nbformat raises JSON, schema and version errors of several kinds
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise ValueError(f"{path} is not a notebook that can be graded ({type(err).__name__}: {first}); ask the "
+                         f"student for the .ipynb file the course released, saved from Jupyter or Colab") from None
+
+
+@contextlib.contextmanager
+def _watchdog(client, running: dict, timeout: int | None, grace: float | None = None):
+    """Kill the kernel of `client` when the cell it runs has gone on `grace` seconds (KILL_GRACE) past `timeout`:
+    nbclient interrupts a cell at its timeout, and a cell that catches the interrupt would run for ever."""
+    if timeout is None:
+        yield
+        return
+    grace = KILL_GRACE if grace is None else grace
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(0.5):
+            began = running.get("began")
+            if began is not None and time.monotonic() - began > timeout + grace:
+                process = getattr(getattr(client.km, "provisioner", None), "process", None)
+                if process is not None and process.poll() is None:
+                    running["killed"] = True
+                    process.kill()
+                return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def score(executed, tests: dict, *, name: str, notes: list[str] | tuple = (), died: str = "") -> Report:

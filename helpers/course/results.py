@@ -6,10 +6,23 @@ provenance.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
+import time
+import warnings
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ..files import write_atomic
+
+try:   # one writer at a time per results file (Linux and macOS; Windows writes without the lock)
+    import fcntl
+except ImportError:   # pragma: no cover
+    fcntl = None
 from ..runtime import Runtime, device_name
 
 
@@ -22,18 +35,70 @@ def record(rt: Runtime, notebook: str, experiment: str, **figures) -> dict:
     # data at the top), unless the notebook names it itself
     if provenance() and "data_from" not in figures:
         row["data_from"] = provenance()
+    row = {key: plain(value, f"{experiment}: {key}") for key, value in row.items()}
     folder = rt.output_dir / "results"
     folder.mkdir(parents=True, exist_ok=True)
     file = folder / f"{notebook}.json"
-    rows = json.loads(file.read_text()) if file.exists() else []
-    rows = [r for r in rows if r["experiment"] != experiment] + [row]
-    try:
-        write_atomic(file, json.dumps(rows, indent=1, default=float))
-    except OSError as err:   # a full disk (a Drive quota on Colab): only the temporary file is lost
-        raise OSError(err.errno, f"could not write the results file {file} ({err.strerror or err}); "
-                                 f"its earlier rows are intact. Free some disk space (or Drive quota) "
-                                 f"and record again.") from err
+    with _locked(file):   # read, add, write: two processes recording at once keep both rows
+        try:
+            rows = _rows(file) if file.exists() else []
+        except ValueError as err:   # kept aside, not overwritten: nothing is lost
+            damaged = file.with_name(f"{file.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            file.rename(damaged)
+            warnings.warn(f"{err}; it is kept as {damaged.name} and this row starts a new {file.name}", stacklevel=2)
+            rows = []
+        rows = [r for r in rows if r["experiment"] != experiment] + [row]
+        try:
+            write_atomic(file, json.dumps(rows, indent=1, allow_nan=False))
+        except OSError as err:   # a full disk (a Drive quota on Colab): only the temporary file is lost
+            raise OSError(err.errno, f"could not write the results file {file} ({err.strerror or err}); "
+                                     f"its earlier rows are intact. Free some disk space (or Drive quota) "
+                                     f"and record again.") from err
     return row
+
+
+def plain(value, where: str = "a figure"):
+    """`value` as standard JSON holds it: NumPy and one-number torch values as Python numbers (integers stay
+    integers), NaN and infinities as the strings "nan", "inf" and "-inf" (JSON has no number for them), tuples
+    as lists. Anything else that JSON cannot hold is refused, naming `where`."""
+    if isinstance(value, (np.generic, torch.Tensor)):
+        if isinstance(value, torch.Tensor) and value.numel() != 1:
+            raise TypeError(f"{where}: a tensor of shape {tuple(value.shape)} is not one figure; record a number")
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v, where) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{where}: a {type(value).__name__} is not a figure a results file can hold; record a number "
+                    f"or a string")
+
+
+@contextlib.contextmanager
+def _locked(file: Path):
+    """An exclusive lock on the results folder (the folder itself: no lock file is left in it)."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(file.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing releases the lock
+
+
+def _rows(file: Path):
+    """A results file's content; a damaged one is named, with what to do."""
+    try:
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"the results file {file} cannot be read ({type(err).__name__}: {err}): it is damaged "
+                         f"(a copy that did not finish?). Move it away or restore it, then run its notebook's "
+                         f"results cell again") from None
 
 
 def is_timing(field: str) -> bool:
@@ -51,7 +116,7 @@ def collect(output_dir: str | Path, folder: str = "results") -> list[dict]:
     times that `course run` keeps beside them are not results)."""
     rows = []
     for file in sorted((Path(output_dir) / folder).glob("*.json")):
-        content = json.loads(file.read_text())
+        content = _rows(file)
         if isinstance(content, list):
             rows += content
     return rows
@@ -103,7 +168,7 @@ def read(output_dir: str | Path, notebook: str) -> list[dict]:
     if not file.exists():
         raise FileNotFoundError(f"{file} does not exist: {notebook} has recorded nothing in {output_dir} yet "
                                 f"(its results cell records its figures; run the notebook from the top)")
-    return json.loads(file.read_text())
+    return _rows(file)
 
 
 def _points(value: float) -> str:
