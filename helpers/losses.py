@@ -71,6 +71,11 @@ def triplet_diagnostics(embeddings: torch.Tensor, labels: torch.Tensor, margin: 
             "active": float((gap[valid] + margin > 0).float().mean()) if valid.any() else 0.0}
 
 
+def _checked_at_once(t: torch.Tensor) -> bool:
+    """Whether a check of `t`'s values costs nothing to wait for: on the CPU. (On a GPU it would wait for the GPU.)"""
+    return t.device.type == "cpu"
+
+
 class CenterLoss(nn.Module):
     """Center loss (Wen, Zhang, Li & Qiao, ECCV 2016): `½ ||f_i - c_{y_i}||²`, averaged over the batch,
     added to cross-entropy with a weight λ. (The paper sums both terms over the batch; here both are
@@ -90,26 +95,34 @@ class CenterLoss(nn.Module):
         self.register_buffer("centers", torch.zeros(num_classes, feat_dim))
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        self._check(labels)
-        return 0.5 * (features - self.centers[labels]).pow(2).sum(1).mean()
+        inside = self._inside(labels)
+        loss = 0.5 * (features - self.centers[labels.clamp(0, len(self.centers) - 1)]).pow(2).sum(1).mean()
+        return loss if inside is None else torch.where(inside.all(), loss, torch.full_like(loss, float("nan")))
 
-    def _check(self, labels: torch.Tensor) -> None:
+    def _inside(self, labels: torch.Tensor) -> torch.Tensor | None:
         """Labels index the centres: one out of range (an unlabeled -1, a class the loss was not built for) would
-        read another class's centre (Python's negative indexing) or fail deep in torch."""
-        outside = (labels < 0) | (labels >= len(self.centers))
-        if bool(outside.any()):
-            first = labels[outside][:5].tolist()
+        read another class's centre (Python's negative indexing) or fail deep in torch. On the CPU such a label
+        is refused here, by name. On a GPU a check would wait for the GPU at every step: there the loss turns
+        NaN instead (fit stops at it) and `update` leaves those features out; returns which labels are inside."""
+        inside = (labels >= 0) & (labels < len(self.centers))
+        if not _checked_at_once(labels):
+            return inside
+        if not bool(inside.all()):
+            outside = ~inside
             raise ValueError(f"CenterLoss has centres for classes 0-{len(self.centers) - 1}; {int(outside.sum())} of the "
-                             f"{len(labels)} labels lie outside (e.g. {first}). Leave unlabeled images (-1) out, or "
-                             f"build CenterLoss with num_classes covering every label.")
+                             f"{len(labels)} labels lie outside (e.g. {labels[outside][:5].tolist()}). Leave unlabeled "
+                             f"images (-1) out, or build CenterLoss with num_classes covering every label.")
+        return None
 
     @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        self._check(labels)
+        inside = self._inside(labels)
+        weight = torch.ones_like(labels, dtype=self.centers.dtype) if inside is None else inside.to(self.centers.dtype)
+        labels = labels.clamp(0, len(self.centers) - 1)
         features = features.detach().to(self.centers.dtype)
-        diff = torch.zeros_like(self.centers).index_add_(0, labels, self.centers[labels] - features)
+        diff = torch.zeros_like(self.centers).index_add_(0, labels, (self.centers[labels] - features) * weight[:, None])
         counts = torch.zeros(len(self.centers), device=labels.device, dtype=self.centers.dtype)
-        counts.index_add_(0, labels, torch.ones_like(labels, dtype=self.centers.dtype))
+        counts.index_add_(0, labels, weight)
         self.centers -= self.alpha * diff / (1 + counts)[:, None]
 
 

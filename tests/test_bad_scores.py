@@ -59,3 +59,13 @@ def test_deletion_and_insertion_refuse_an_all_nan_map():
     maps = np.full((2, 8, 8), np.nan)
     with pytest.raises(ValueError, match="2 of the 2 maps hold NaN"):
         cam.deletion_insertion(model, images, maps, [0, 1], steps=2, sigma=1.0)
+
+
+def test_on_a_gpu_a_label_outside_makes_the_center_loss_nan_without_waiting_for_the_gpu(monkeypatch):
+    monkeypatch.setattr(losses, "_checked_at_once", lambda t: False)   # the GPU's path, on the CPU's tensors
+    loss = losses.CenterLoss(num_classes=3, feat_dim=4)
+    labels = torch.tensor([0, 1, 2, -1])
+    assert torch.isnan(loss(torch.randn(4, 4), labels))   # fit stops at a NaN loss
+    assert not torch.isnan(loss(torch.randn(4, 4), labels.clamp(min=0)))
+    loss.update(torch.ones(4, 4), labels)   # the three inside move their centres halfway; the -1 moves none
+    assert torch.equal(loss.centers, torch.tensor([[0.25] * 4, [0.25] * 4, [0.25] * 4]))
